@@ -1,0 +1,55 @@
+# integr8s: `make run` starts the site and a worker, `make test` runs the tests.
+# Both install first when needed; `make install` is idempotent.
+
+PORT ?= 8000
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+SYSTEM_PACKAGES ?= bubblewrap
+
+# The newest Python >= 3.12 on this machine: pyenv's installs first, then PATH.
+FIND_PYTHON := for p in $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.1[2-9]*/bin/python3 2>/dev/null | sort -rV) \
+	$$(command -v python3.14 python3.13 python3.12 python3 2>/dev/null); do \
+	"$$p" -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null && { echo "$$p"; break; }; done
+
+.PHONY: install run web worker test test-fast bench lint format clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@if ! command -v bwrap >/dev/null; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "Installing system packages: $(SYSTEM_PACKAGES)"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES); \
+		else \
+			echo "bubblewrap is missing. Run: sudo apt-get install -y $(SYSTEM_PACKAGES)"; exit 1; \
+		fi; \
+	fi
+	@PYTHON=$$($(FIND_PYTHON)); \
+	if [ -z "$$PYTHON" ]; then echo "No Python >= 3.12 found. Install one (e.g. pyenv install 3.13) and retry."; exit 1; fi; \
+	if [ ! -x $(PY) ]; then echo "Creating $(VENV) with $$PYTHON"; "$$PYTHON" -m venv $(VENV); fi
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) manage.py migrate --no-input -v 0
+	touch $(STAMP)
+
+run: install
+	$(PY) manage.py serve --port $(PORT)
+
+test: install
+	$(PY) -m pytest --cov --cov-report=term-missing:skip-covered --cov-fail-under=90
+
+test-fast: install
+	$(PY) -m pytest -m "not slow" -x -q
+
+bench: install
+	$(PY) manage.py bench
+
+lint: install
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+format: install
+	$(VENV)/bin/ruff format . && $(VENV)/bin/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) db.sqlite3 db.sqlite3-wal db.sqlite3-shm staticfiles .coverage

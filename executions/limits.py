@@ -1,0 +1,73 @@
+"""The limits every run is held to, from settings.LIMITS (which reads the environment)."""
+
+from dataclasses import asdict, dataclass
+
+from django.conf import settings
+
+KIB = 1024
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Limits:
+    wall_time_s: float = 5.0
+    cpu_time_s: float = 5.0
+    memory_bytes: int = 128 * MIB
+    processes: int = 64
+    tmp_bytes: int = 16 * MIB
+    output_bytes: int = 1 * MIB
+    script_bytes: int = 64 * KIB
+    stdin_bytes: int = 64 * KIB
+    cpu_request: str = "100m"
+    cpu_limit: str = "1000m"
+
+    @property
+    def memory_mib(self) -> int:
+        return self.memory_bytes // MIB
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Limits":
+        known = {k: v for k, v in (data or {}).items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+    def describe(self) -> list[tuple[str, str]]:
+        """The limits as (name, value) pairs in words a user understands."""
+        return [
+            ("Wall time", f"{self.wall_time_s:g} s"),
+            ("CPU time", f"{self.cpu_time_s:g} s"),
+            ("Memory", human_bytes(self.memory_bytes)),
+            ("Processes and threads", str(self.processes)),
+            ("Disk (/tmp)", human_bytes(self.tmp_bytes)),
+            ("Output (stdout + stderr)", human_bytes(self.output_bytes)),
+            ("Script size", human_bytes(self.script_bytes)),
+            ("Input (stdin) size", human_bytes(self.stdin_bytes)),
+            ("Network", "none"),
+        ]
+
+
+def human_bytes(n: int) -> str:
+    if n >= MIB and n % MIB == 0:
+        return f"{n // MIB} MiB"
+    if n >= KIB and n % KIB == 0:
+        return f"{n // KIB} KiB"
+    return f"{n} bytes"
+
+
+def current() -> Limits:
+    """The limits in force now."""
+    c = settings.LIMITS
+    return Limits(
+        wall_time_s=float(c["wall_time_s"]),
+        cpu_time_s=float(c["cpu_time_s"]),
+        memory_bytes=int(c["memory_mb"]) * MIB,
+        processes=int(c["processes"]),
+        tmp_bytes=int(c["tmp_mb"]) * MIB,
+        output_bytes=int(c["output_kb"]) * KIB,
+        script_bytes=int(c["script_kb"]) * KIB,
+        stdin_bytes=int(c["stdin_kb"]) * KIB,
+        cpu_request=str(c["cpu_request"]),
+        cpu_limit=str(c["cpu_limit"]),
+    )

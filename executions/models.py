@@ -1,0 +1,320 @@
+import uuid
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import models, transaction
+from django.db.models import Q
+from django.urls import reverse
+from django.utils import timezone
+
+from executions.limits import Limits
+
+TERMINAL = ("completed", "failed", "timeout", "cancelled")
+ACTIVE = ("queued", "running")
+
+
+class ExecutionQuerySet(models.QuerySet):
+    def for_user(self, user):
+        """What this user may see: their own runs (anonymous users see none through this)."""
+        if user is None or not user.is_authenticated:
+            return self.none()
+        return self.filter(owner=user)
+
+    def queued(self):
+        return self.filter(status=Execution.Status.QUEUED)
+
+    def running(self):
+        return self.filter(status=Execution.Status.RUNNING)
+
+    def active(self):
+        return self.filter(status__in=ACTIVE)
+
+    def terminal(self):
+        return self.filter(status__in=TERMINAL)
+
+    def lease_expired(self, now=None):
+        return self.running().filter(lease_expires_at__lt=now or timezone.now())
+
+    def claim(self, worker: str, lease_s: float, limit: int = 1) -> list["Execution"]:
+        """Claim up to `limit` queued executions for `worker` (runworker's claim step).
+
+        A conditional UPDATE per candidate: exactly one changed row means it is ours, so any
+        number of workers on SQLite or PostgreSQL can race without running anything twice.
+        """
+        claimed = []
+        candidates = self.queued().order_by("created_at", "id").values_list("id", flat=True)
+        for pk in list(candidates[: limit * 4]):
+            now = timezone.now()
+            won = self.filter(pk=pk, status=Execution.Status.QUEUED).update(
+                status=Execution.Status.RUNNING,
+                worker=worker,
+                started_at=now,
+                updated_at=now,
+                lease_expires_at=now + timedelta(seconds=lease_s),
+                attempts=models.F("attempts") + 1,
+            )
+            if won == 1:
+                claimed.append(self.model.objects.get(pk=pk))
+                if len(claimed) >= limit:
+                    break
+        return claimed
+
+    def recover_expired(self, max_attempts: int) -> tuple[int, int]:
+        """Requeue runs whose worker vanished (lease expired); fail those lost max_attempts times.
+
+        Returns (requeued, failed). Each write is conditional on the row still being the
+        expired run we saw, so a late heartbeat from a slow (not dead) worker wins the race.
+        """
+        requeued = failed = 0
+        now = timezone.now()
+        for ex in self.lease_expired(now).only("id", "attempts", "lease_expires_at", "output"):
+            same = self.filter(
+                pk=ex.pk, status=Execution.Status.RUNNING, lease_expires_at=ex.lease_expires_at
+            )
+            if ex.attempts < max_attempts:
+                requeued += same.update(
+                    status=Execution.Status.QUEUED,
+                    worker="",
+                    lease_expires_at=None,
+                    started_at=None,
+                    updated_at=now,
+                )
+            else:
+                failed += same.update(
+                    status=Execution.Status.FAILED,
+                    error_type=Execution.ErrorType.SYSTEM_ERROR,
+                    reason=(
+                        f"The worker running this script stopped unexpectedly "
+                        f"{ex.attempts} times, so it was not tried again."
+                    ),
+                    finished_at=now,
+                    updated_at=now,
+                    lease_expires_at=None,
+                )
+        return requeued, failed
+
+
+class Execution(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        COMPLETED = "completed"
+        FAILED = "failed"
+        TIMEOUT = "timeout"
+        CANCELLED = "cancelled"
+
+    class ErrorType(models.TextChoices):
+        SCRIPT_ERROR = "script_error", "script error"
+        TIMEOUT = "timeout"
+        MEMORY_LIMIT = "memory_limit", "memory limit"
+        OUTPUT_LIMIT = "output_limit", "output limit"
+        SYSTEM_ERROR = "system_error", "system error"
+        CANCELLED = "cancelled"
+
+    execution_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE,
+        related_name="executions",
+    )
+    # Anonymous runs are listed for the browser session that made them.
+    session_key = models.CharField(max_length=64, blank=True, db_index=True)
+    client_ip = models.GenericIPAddressField(null=True, blank=True)
+    idempotency_key = models.CharField(max_length=200, blank=True)
+
+    script = models.TextField()
+    python_version = models.CharField(max_length=10)
+    stdin = models.TextField(blank=True)
+    limits = models.JSONField(default=dict, help_text="The limits this run was held to.")
+    backend = models.CharField(max_length=20, blank=True)
+
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    output = models.TextField(blank=True)
+    errors = models.TextField(blank=True)
+    output_truncated = models.BooleanField(default=False)
+    errors_truncated = models.BooleanField(default=False)
+    exit_code = models.IntegerField(null=True, blank=True)
+    error_type = models.CharField(max_length=20, choices=ErrorType.choices, null=True, blank=True)
+    reason = models.TextField(blank=True, help_text="Why the run ended as it did, in words.")
+    wall_time_ms = models.PositiveIntegerField(null=True, blank=True)
+    cpu_time_ms = models.PositiveIntegerField(null=True, blank=True)
+    peak_memory_kb = models.PositiveIntegerField(null=True, blank=True)
+
+    # Queue bookkeeping.
+    worker = models.CharField(max_length=100, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    cancel_requested = models.BooleanField(default=False)
+    retry_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries"
+    )
+
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ExecutionQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            # runworker's claim step: oldest queued first.
+            models.Index(
+                fields=["created_at"], name="execution_queued_idx", condition=Q(status="queued")
+            ),
+            # runworker's recovery step: running rows whose lease ran out.
+            models.Index(
+                fields=["lease_expires_at"],
+                name="execution_lease_idx",
+                condition=Q(status="running"),
+            ),
+            models.Index(fields=["owner", "-created_at"], name="execution_owner_idx"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["owner", "idempotency_key"],
+                condition=~Q(idempotency_key="") & Q(owner__isnull=False),
+                name="execution_idempotency_owner",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.execution_id} ({self.status})"
+
+    def get_absolute_url(self):
+        return reverse("execution-detail", args=[self.execution_id])
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL
+
+    @property
+    def run_limits(self) -> Limits:
+        return Limits.from_dict(self.limits)
+
+    def finish(self, result, worker: str | None = None) -> bool:
+        """Store a sandbox RunResult. Only the worker holding the claim may write it."""
+        fields = dict(
+            status=result.status,
+            exit_code=result.exit_code,
+            error_type=result.error_type,
+            output=result.output,
+            errors=result.errors,
+            output_truncated=result.output_truncated,
+            errors_truncated=result.errors_truncated,
+            wall_time_ms=result.wall_time_ms,
+            cpu_time_ms=result.cpu_time_ms,
+            peak_memory_kb=result.peak_memory_kb,
+            reason=result.reason,
+        )
+        now = timezone.now()
+        fields.update(finished_at=now, updated_at=now, lease_expires_at=None)
+        qs = Execution.objects.filter(pk=self.pk, status=Execution.Status.RUNNING)
+        if worker is not None:
+            qs = qs.filter(worker=worker)
+        won = qs.update(**fields) == 1
+        if won:
+            for name, value in fields.items():
+                setattr(self, name, value)
+        return won
+
+    def heartbeat(self, worker: str, lease_s: float) -> bool:
+        """Extend our lease; False if the run is no longer ours (finished, cancelled, stolen)."""
+        now = timezone.now()
+        return (
+            Execution.objects.filter(
+                pk=self.pk, status=Execution.Status.RUNNING, worker=worker
+            ).update(lease_expires_at=now + timedelta(seconds=lease_s))
+            == 1
+        )
+
+    def cancel(self, by: str = "its owner") -> bool:
+        """Cancel: a queued run ends now; a running one is flagged and its worker kills it."""
+        with transaction.atomic():
+            if self._terminal_update_if(
+                Execution.Status.QUEUED,
+                status=Execution.Status.CANCELLED,
+                error_type=Execution.ErrorType.CANCELLED,
+                reason=f"Cancelled by {by} before it started.",
+            ):
+                return True
+            changed = Execution.objects.filter(
+                pk=self.pk, status=Execution.Status.RUNNING
+            ).update(cancel_requested=True, reason=f"Cancelled by {by}.")
+        if changed:
+            self.cancel_requested = True
+        return bool(changed)
+
+    def _terminal_update_if(self, status: str, **fields) -> bool:
+        now = timezone.now()
+        fields.update(finished_at=now, updated_at=now, lease_expires_at=None)
+        won = Execution.objects.filter(pk=self.pk, status=status).update(**fields) == 1
+        if won:
+            for name, value in fields.items():
+                setattr(self, name, value)
+        return won
+
+    def retry(self, **overrides) -> "Execution":
+        """A new queued execution running the same script, version and input."""
+        from executions import limits
+
+        fields = dict(
+            owner=self.owner,
+            session_key=self.session_key,
+            client_ip=self.client_ip,
+            script=self.script,
+            python_version=self.python_version,
+            stdin=self.stdin,
+            limits=limits.current().to_dict(),
+            backend=settings.EXECUTION_BACKEND,
+            retry_of=self,
+        )
+        fields.update(overrides)
+        return Execution.objects.create(**fields)
+
+    def wait_seconds(self) -> float:
+        """How long the run may take at most, once started."""
+        return self.run_limits.wall_time_s
+
+
+class SavedScript(models.Model):
+    script_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="scripts"
+    )
+    name = models.CharField(max_length=100)
+    description = models.TextField(blank=True, max_length=1000)
+    script = models.TextField()
+    python_version = models.CharField(max_length=10, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-updated_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "name"], name="savedscript_owner_name"),
+        ]
+
+    def __str__(self):
+        return self.name
+
+    def get_absolute_url(self):
+        return reverse("script-detail", args=[self.script_id])
+
+
+class Worker(models.Model):
+    """A runworker process, seen through its heartbeat (for /readyz and the admin)."""
+
+    name = models.CharField(max_length=100, unique=True)
+    backend = models.CharField(max_length=20)
+    concurrency = models.PositiveSmallIntegerField(default=1)
+    in_flight = models.PositiveSmallIntegerField(default=0)
+    started_at = models.DateTimeField(default=timezone.now)
+    seen_at = models.DateTimeField(default=timezone.now, db_index=True)
+    stopped_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-seen_at"]
+
+    def __str__(self):
+        return self.name

@@ -1,0 +1,5 @@
+from django.http import HttpResponse
+
+
+def editor(request):
+    return HttpResponse("integr8s is up.")

@@ -1,0 +1,265 @@
+"""integr8s settings: one file, driven by environment variables.
+
+Every default makes a fresh clone run on one machine: SQLite, the local sandbox, DEBUG on.
+"""
+
+import os
+from datetime import timedelta
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env(name: str, default: str = "") -> str:
+    return os.environ.get(name, default)
+
+
+def env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    if value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ImproperlyConfigured(f"{name}={value!r}: expected true or false")
+
+
+def env_number(name: str, default: float, minimum: float = 0, cast=int):
+    """A number from the environment, or a start-up error that names the variable."""
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return cast(default)
+    try:
+        value = cast(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={raw!r}: expected a number") from None
+    if value < minimum:
+        raise ImproperlyConfigured(f"{name}={raw!r}: must be at least {minimum}")
+    return value
+
+
+DEBUG = env_bool("DEBUG", True)
+SECRET_KEY = env("SECRET_KEY", "dev-only-insecure-key-change-me" if DEBUG else "")
+if not SECRET_KEY:
+    raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off")
+ALLOWED_HOSTS = env("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver").split(",")
+CSRF_TRUSTED_ORIGINS = [o for o in env("CSRF_TRUSTED_ORIGINS").split(",") if o]
+SITE_NAME = env("SITE_NAME", "integr8s")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework_simplejwt",
+    "drf_spectacular",
+    "django_htmx",
+    "django_prometheus",
+    "accounts",
+    "executions",
+]
+
+MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
+]
+
+ROOT_URLCONF = "integr8s.urls"
+WSGI_APPLICATION = "integr8s.wsgi.application"
+ASGI_APPLICATION = "integr8s.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.template.context_processors.csp",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# SQLite by default. WAL, a busy timeout and IMMEDIATE transactions let the web server and
+# workers write the same file without "database is locked".
+DATABASE_URL = env("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    # A file, not :memory:, so worker processes started by tests share the test database.
+    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "var" / "test.sqlite3")}
+    DATABASES["default"]["OPTIONS"] = {
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+else:
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+AUTH_USER_MODEL = "accounts.User"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "editor"
+LOGOUT_REDIRECT_URL = "editor"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = DEBUG
+
+# Security headers. The CSP allows no inline script; HTMX and the editor load from /static/.
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+SECURE_REFERRER_POLICY = "same-origin"
+HTTPS = env_bool("HTTPS", False)
+SESSION_COOKIE_SECURE = HTTPS
+CSRF_COOKIE_SECURE = HTTPS
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+if env_bool("BEHIND_PROXY", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_CSP = {
+    "default-src": ["'self'"],
+    "script-src": ["'self'"],
+    "style-src": ["'self'"],
+    "img-src": ["'self'", "data:"],
+    "connect-src": ["'self'"],
+    "frame-ancestors": ["'none'"],
+    "form-action": ["'self'"],
+    "base-uri": ["'self'"],
+    "object-src": ["'none'"],
+}
+
+DATA_UPLOAD_MAX_MEMORY_SIZE = 512 * 1024  # a body of two full 64 KiB fields fits with room
+
+# --- Execution -----------------------------------------------------------------------------
+
+EXECUTION_BACKEND = env("EXECUTION_BACKEND", "local")
+if EXECUTION_BACKEND not in ("local", "kubernetes"):
+    raise ImproperlyConfigured(
+        f"EXECUTION_BACKEND={EXECUTION_BACKEND!r}: expected local or kubernetes"
+    )
+
+# "3.12=/path/to/python3.12,3.9=/path/to/python3.9" replaces interpreter discovery.
+INTEGR8S_RUNTIMES = env("INTEGR8S_RUNTIMES")
+# Kubernetes images per version, "3.12=python:3.12-slim,..."; unlisted versions use the default.
+K8S_IMAGES = env("K8S_IMAGES")
+K8S_VERSIONS = env("K8S_VERSIONS", "3.9,3.10,3.11,3.12,3.13")
+
+# The limits in force; executions/limits.py turns these into a Limits object.
+LIMITS = {
+    "wall_time_s": env_number("LIMIT_WALL_TIME_S", 5, 0.1, float),
+    "cpu_time_s": env_number("LIMIT_CPU_TIME_S", 5, 0.1, float),
+    "memory_mb": env_number("LIMIT_MEMORY_MB", 128, 16),
+    "processes": env_number("LIMIT_PROCESSES", 64, 1),
+    "tmp_mb": env_number("LIMIT_TMP_MB", 16, 1),
+    "output_kb": env_number("LIMIT_OUTPUT_KB", 1024, 1),
+    "script_kb": env_number("LIMIT_SCRIPT_KB", 64, 1),
+    "stdin_kb": env_number("LIMIT_STDIN_KB", 64, 0),
+    "cpu_request": env("K8S_CPU_REQUEST", "100m"),
+    "cpu_limit": env("K8S_CPU_LIMIT", "1000m"),
+}
+
+# Where the local sandbox keeps per-run state (cgroups are named after this installation).
+SANDBOX_NAME = env("SANDBOX_NAME", "integr8s")
+
+# Kubernetes backend.
+K8S_NAMESPACE = env("K8S_NAMESPACE", "integr8s-executions")
+K8S_RUNTIME_CLASS = env("K8S_RUNTIME_CLASS")
+K8S_NODE_SELECTOR = env("K8S_NODE_SELECTOR")  # "key=value,key2=value2"
+K8S_TOLERATIONS = env("K8S_TOLERATIONS")  # JSON list of tolerations
+K8S_START_TIMEOUT_S = env_number("K8S_START_TIMEOUT_S", 60, 1, float)
+K8S_HOST_USERS = env_bool("K8S_HOST_USERS", True)
+
+# Worker and queue.
+WORKER_CONCURRENCY = env_number("WORKER_CONCURRENCY", 2, 1)
+WORKER_LEASE_S = env_number("WORKER_LEASE_S", 15, 1, float)
+WORKER_POLL_S = env_number("WORKER_POLL_S", 0.05, 0.005, float)
+WORKER_MAX_ATTEMPTS = env_number("WORKER_MAX_ATTEMPTS", 2, 1)
+
+# API limits: submissions per minute and executions waiting or running per caller.
+THROTTLE_ANON = env("THROTTLE_ANON", "30/min")
+THROTTLE_USER = env("THROTTLE_USER", "120/min")
+MAX_ACTIVE_PER_CALLER = env_number("MAX_ACTIVE_PER_CALLER", 10, 1)
+WAIT_MARGIN_S = env_number("WAIT_MARGIN_S", 10, 0, float)
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework_simplejwt.authentication.JWTAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": 20,
+    "DEFAULT_THROTTLE_RATES": {"submit_anon": THROTTLE_ANON, "submit_user": THROTTLE_USER},
+}
+SIMPLE_JWT = {
+    "ACCESS_TOKEN_LIFETIME": timedelta(minutes=env_number("JWT_ACCESS_MINUTES", 30, 1)),
+    "REFRESH_TOKEN_LIFETIME": timedelta(days=env_number("JWT_REFRESH_DAYS", 7, 1)),
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "integr8s API",
+    "DESCRIPTION": "Run Python scripts in isolated, resource-limited sandboxes.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+if env("CACHE_URL"):
+    CACHES["default"] = {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": env("CACHE_URL"),
+    }
+
+PROMETHEUS_EXPORT_MIGRATIONS = False
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
+    "loggers": {"django.server": {"level": "WARNING"}},
+}
