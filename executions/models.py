@@ -13,7 +13,62 @@ TERMINAL = ("completed", "failed", "timeout", "cancelled")
 ACTIVE = ("queued", "running")
 
 
+def submission_errors(script, python_version, stdin) -> dict[str, str]:
+    """What is wrong with a submission, as {field: message a person can act on}; {} if fine.
+
+    Shared by the API serializer and the editor form so both say the same thing.
+    """
+    from executions import limits, runtimes
+
+    limit = limits.current()
+    errors = {}
+    if not isinstance(script, str) or not script.strip():
+        errors["script"] = "The script is empty. Write or paste some Python code."
+    elif len(script.encode("utf-8", "surrogatepass")) > limit.script_bytes:
+        errors["script"] = (
+            f"The script is {limits.human_bytes(len(script.encode('utf-8', 'surrogatepass')))}"
+            f"; the limit is {limits.human_bytes(limit.script_bytes)}."
+        )
+    if stdin and len(stdin.encode("utf-8", "surrogatepass")) > limit.stdin_bytes:
+        errors["stdin"] = (
+            f"The input is {limits.human_bytes(len(stdin.encode('utf-8', 'surrogatepass')))}"
+            f"; the limit is {limits.human_bytes(limit.stdin_bytes)}."
+        )
+    if python_version:
+        try:
+            runtimes.get(python_version)
+        except runtimes.UnknownVersion as exc:
+            errors["python_version"] = str(exc)
+    elif not runtimes.default_version():
+        errors["python_version"] = "No Python version is available on this server."
+    return errors
+
+
 class ExecutionQuerySet(models.QuerySet):
+    def submit(self, script: str, python_version: str = "", stdin: str = "", **fields):
+        """Queue a run (call submission_errors() first). Fields: owner, session_key, ..."""
+        from executions import limits, metrics, runtimes
+
+        version = python_version or runtimes.default_version()
+        execution = self.create(
+            script=script,
+            python_version=version,
+            stdin=stdin or "",
+            limits=limits.current().to_dict(),
+            backend=settings.EXECUTION_BACKEND,
+            **fields,
+        )
+        metrics.SUBMITTED.labels(python_version=version).inc()
+        return execution
+
+    def for_caller(self, user, client_ip=None, session_key=None):
+        """Runs counted against one caller's quota: a user's, or an anonymous IP's."""
+        if user is not None and user.is_authenticated:
+            return self.filter(owner=user)
+        if client_ip:
+            return self.filter(owner=None, client_ip=client_ip)
+        return self.filter(owner=None, session_key=session_key or "-")
+
     def for_user(self, user):
         """What this user may see: their own runs (anonymous users see none through this)."""
         if user is None or not user.is_authenticated:
