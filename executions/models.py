@@ -47,7 +47,7 @@ def submission_errors(script, python_version, stdin) -> dict[str, str]:
 class ExecutionQuerySet(models.QuerySet):
     def submit(self, script: str, python_version: str = "", stdin: str = "", **fields):
         """Queue a run (call submission_errors() first). Fields: owner, session_key, ..."""
-        from executions import limits, metrics, runtimes
+        from executions import limits, metrics, notify, runtimes
 
         version = python_version or runtimes.default_version()
         execution = self.create(
@@ -59,6 +59,7 @@ class ExecutionQuerySet(models.QuerySet):
             **fields,
         )
         metrics.SUBMITTED.labels(python_version=version).inc()
+        notify.send(notify.QUEUED, str(execution.execution_id))
         return execution
 
     def for_caller(self, user, client_ip=None, session_key=None):
@@ -311,21 +312,14 @@ class Execution(models.Model):
 
     def retry(self, **overrides) -> "Execution":
         """A new queued execution running the same script, version and input."""
-        from executions import limits
-
         fields = dict(
             owner=self.owner,
             session_key=self.session_key,
             client_ip=self.client_ip,
-            script=self.script,
-            python_version=self.python_version,
-            stdin=self.stdin,
-            limits=limits.current().to_dict(),
-            backend=settings.EXECUTION_BACKEND,
             retry_of=self,
         )
         fields.update(overrides)
-        return Execution.objects.create(**fields)
+        return Execution.objects.submit(self.script, self.python_version, self.stdin, **fields)
 
     def wait_seconds(self) -> float:
         """How long the run may take at most, once started."""

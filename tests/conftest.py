@@ -14,3 +14,36 @@ def alice(django_user_model):
 @pytest.fixture
 def bob(django_user_model):
     return django_user_model.objects.create_user("bob", "bob@example.com", "bob-pass-123")
+
+
+@pytest.fixture
+def worker(transactional_db):
+    """A real worker (runworker, local sandbox) in a background thread of the test process."""
+    import threading
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    from executions.management.commands.runworker import Command
+
+    command = Command(stdout=StringIO(), stderr=StringIO())
+    thread = threading.Thread(
+        target=call_command, args=(command,), kwargs={"concurrency": 2}, daemon=True
+    )
+    thread.start()
+    yield command
+    command.shutdown.set()
+    command.wakeup.set()
+    thread.join(timeout=30)
+    assert not thread.is_alive(), "the worker did not stop"
+
+
+def database_url() -> str:
+    """A DATABASE_URL for processes that must use the test database (workers in tests)."""
+    from django.db import connection
+
+    s = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{s['NAME']}"
+    auth = s["USER"] + (f":{s['PASSWORD']}" if s["PASSWORD"] else "")
+    return f"postgres://{auth}@{s['HOST'] or 'localhost'}:{s['PORT'] or 5432}/{s['NAME']}"

@@ -1,0 +1,296 @@
+"""Claim queued executions from the database and run each in the configured sandbox.
+
+The loop is built from small steps that each return whether they found work:
+claim (conditional UPDATE), heartbeat (extend leases, pass on cancel requests) and recover
+(requeue runs whose worker vanished). Any number of workers may share one database.
+"""
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+from django.db import close_old_connections, connection
+from django.utils import timezone
+
+from executions import metrics, notify, runtimes
+from executions.models import Execution, Worker
+from executions.sandbox import get_backend
+from executions.sandbox.base import CANCELLED, RunResult, RunSpec, system_error
+
+log = logging.getLogger("integr8s.worker")
+
+HEARTBEAT_S = 0.25  # how often leases are extended and cancel requests passed on
+RECOVER_S = 2.0  # how often expired leases are looked for
+
+
+@dataclass
+class InFlight:
+    execution: Execution
+    cancel: threading.Event = field(default_factory=threading.Event)
+    future: object = None
+
+
+class Command(BaseCommand):
+    help = "Run queued executions in sandboxes (the worker process)."
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--concurrency", type=int, default=settings.WORKER_CONCURRENCY,
+            help="How many runs at once (default: WORKER_CONCURRENCY).",
+        )
+        parser.add_argument(
+            "--once", action="store_true",
+            help="Run what is queued now, wait for it to finish, then exit.",
+        )
+        parser.add_argument("--name", default="", help="Worker name (default: host:pid:random).")
+        parser.add_argument(
+            "--metrics-port", type=int, default=0, help="Serve Prometheus metrics on this port."
+        )
+        parser.add_argument(
+            "--backend", choices=["local", "kubernetes"], default=None,
+            help="Override EXECUTION_BACKEND.",
+        )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.shutdown = threading.Event()  # set by SIGTERM/SIGINT, or by a test
+        self.wakeup = threading.Event()
+
+    def handle(self, *args, **options):
+        self.concurrency = max(1, options["concurrency"])
+        self.once = options["once"]
+        self.name = options["name"] or (
+            f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        )
+        self.backend = get_backend(options["backend"])
+        self.lease_s = settings.WORKER_LEASE_S
+        self.in_flight: dict[int, InFlight] = {}
+        self.lock = threading.Lock()
+        self.next_heartbeat = self.next_recover = 0.0
+
+        if options["metrics_port"]:
+            from prometheus_client import start_http_server
+
+            start_http_server(options["metrics_port"])
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self.on_signal)
+            signal.signal(signal.SIGINT, self.on_signal)
+
+        self.register()
+        self.reap()
+        listener = None
+        if notify.supported() and not self.once:
+            listener = notify.Listener(notify.QUEUED, lambda _: self.wakeup.set()).start()
+        self.pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="run")
+        log.info("worker %s started: backend=%s concurrency=%d", self.name,
+                 self.backend.name, self.concurrency)
+        try:
+            self.loop()
+        finally:
+            self.drain()
+            if listener:
+                listener.stop()
+            Worker.objects.filter(name=self.name).update(
+                stopped_at=timezone.now(), in_flight=0
+            )
+            log.info("worker %s stopped", self.name)
+
+    def on_signal(self, signum, frame):
+        if self.shutdown.is_set():
+            # A second signal: stop waiting for in-flight runs.
+            for job in list(self.in_flight.values()):
+                job.cancel.set()
+        self.shutdown.set()
+        self.wakeup.set()
+
+    def loop(self):
+        poll = settings.WORKER_POLL_S
+        while not self.shutdown.is_set():
+            close_old_connections()
+            found = self.handle_one()
+            self.maybe_heartbeat()
+            self.maybe_recover()
+            if self.once and not found and not self.in_flight:
+                return
+            if not found:
+                self.wakeup.wait(poll if not self.in_flight else min(poll, HEARTBEAT_S))
+                self.wakeup.clear()
+
+    # --- steps -----------------------------------------------------------------------------
+
+    def handle_one(self) -> bool:
+        """Claim and start as many runs as there are free slots; True if any was claimed."""
+        free = self.concurrency - len(self.in_flight)
+        if free <= 0:
+            return False
+        claimed = Execution.objects.claim(self.name, self.lease_s, limit=free)
+        for execution in claimed:
+            job = InFlight(execution)
+            with self.lock:
+                self.in_flight[execution.pk] = job
+            job.future = self.pool.submit(self.run, job)
+            if execution.created_at:
+                wait_s = (execution.started_at - execution.created_at).total_seconds()
+                metrics.QUEUE_WAIT.observe(max(0.0, wait_s))
+        metrics.IN_FLIGHT.set(len(self.in_flight))
+        return bool(claimed)
+
+    def maybe_heartbeat(self):
+        now = time.monotonic()
+        if now < self.next_heartbeat:
+            return
+        self.next_heartbeat = now + HEARTBEAT_S
+        self.heartbeat()
+
+    def heartbeat(self):
+        """Extend our leases, and cancel runs whose owner asked or that are no longer ours."""
+        ids = list(self.in_flight)
+        if ids:
+            ours = Execution.objects.filter(
+                pk__in=ids, status=Execution.Status.RUNNING, worker=self.name
+            )
+            ours.update(lease_expires_at=timezone.now() + timedelta(seconds=self.lease_s))
+            keep = set(ours.filter(cancel_requested=False).values_list("pk", flat=True))
+            for pk in ids:
+                job = self.in_flight.get(pk)
+                if job and pk not in keep and not job.cancel.is_set():
+                    log.info("cancelling %s", job.execution.execution_id)
+                    job.cancel.set()
+        Worker.objects.filter(name=self.name).update(
+            seen_at=timezone.now(), in_flight=len(self.in_flight)
+        )
+
+    def maybe_recover(self):
+        now = time.monotonic()
+        if now < self.next_recover:
+            return
+        self.next_recover = now + RECOVER_S
+        self.recover()
+
+    def recover(self) -> int:
+        requeued, failed = Execution.objects.recover_expired(settings.WORKER_MAX_ATTEMPTS)
+        if requeued or failed:
+            log.warning("recovered lost runs: %d requeued, %d failed", requeued, failed)
+            metrics.RECOVERED.labels(outcome="requeued").inc(requeued)
+            metrics.RECOVERED.labels(outcome="failed").inc(failed)
+        metrics.QUEUE_DEPTH.set(Execution.objects.queued().count())
+        return requeued + failed
+
+    # --- one run, in a pool thread ---------------------------------------------------------
+
+    def run(self, job: InFlight):
+        execution = job.execution
+        try:
+            result = self.sandbox(execution, job.cancel)
+            if result.status == CANCELLED:
+                asked = Execution.objects.filter(pk=execution.pk).values_list("reason", flat=True)
+                result.reason = next(iter(asked), "") or (
+                    "Stopped because the worker running it was shut down."
+                )
+            if execution.finish(result, worker=self.name):
+                self.record(execution, result)
+                notify.send(notify.FINISHED, str(execution.execution_id))
+            else:
+                log.warning("result for %s dropped: no longer ours", execution.execution_id)
+        except Exception:
+            # The database went away mid-write: the lease expires and recovery re-runs it.
+            log.exception("run %s could not be recorded", execution.execution_id)
+        finally:
+            with self.lock:
+                self.in_flight.pop(execution.pk, None)
+            metrics.IN_FLIGHT.set(len(self.in_flight))
+            self.wakeup.set()
+            connection.close()
+
+    def sandbox(self, execution: Execution, cancel: threading.Event) -> RunResult:
+        try:
+            runtime = runtimes.get(execution.python_version, self.backend.name)
+        except runtimes.UnknownVersion as exc:
+            return RunResult(
+                status="failed", error_type="system_error", reason=str(exc),
+                python_version=execution.python_version,
+            )
+        spec = RunSpec(
+            script=execution.script,
+            stdin=execution.stdin,
+            runtime=runtime,
+            limits=execution.run_limits,
+            run_id=str(execution.execution_id),
+        )
+        log.info("run %s start python=%s", spec.run_id, runtime.version)
+        try:
+            result = self.backend.run(spec, cancel)
+        except Exception as exc:
+            log.exception("run %s: backend failed", spec.run_id)
+            return system_error(spec, f"The sandbox failed to run this script ({exc}).")
+        log.info("run %s end status=%s error_type=%s wall_ms=%s", spec.run_id, result.status,
+                 result.error_type, result.wall_time_ms)
+        return result
+
+    def record(self, execution: Execution, result: RunResult):
+        metrics.FINISHED.labels(
+            status=result.status,
+            error_type=result.error_type or "",
+            python_version=execution.python_version,
+        ).inc()
+        if result.wall_time_ms is not None:
+            metrics.RUN_DURATION.labels(backend=self.backend.name).observe(
+                result.wall_time_ms / 1000
+            )
+        start = result.extra.get("start_seconds")
+        if start is not None:
+            metrics.SANDBOX_START.labels(backend=self.backend.name).observe(start)
+
+    # --- start and stop --------------------------------------------------------------------
+
+    def register(self):
+        Worker.objects.update_or_create(
+            name=self.name,
+            defaults=dict(
+                backend=self.backend.name,
+                concurrency=self.concurrency,
+                started_at=timezone.now(),
+                seen_at=timezone.now(),
+                stopped_at=None,
+            ),
+        )
+
+    def reap(self):
+        """Remove sandboxes an earlier crash left behind, sparing runs other workers hold."""
+        live = Execution.objects.running().filter(lease_expires_at__gte=timezone.now())
+        live_ids = {str(u) for u in live.values_list("execution_id", flat=True)}
+        try:
+            removed = self.backend.cleanup_stale(live_ids)
+        except Exception:
+            log.exception("cleaning up stale sandboxes failed")
+            return
+        if removed:
+            log.warning("removed %d sandboxes left behind by an earlier worker", removed)
+
+    def drain(self):
+        """Stop claiming; let in-flight runs finish (they are bounded by their wall time).
+
+        Leases keep being extended and cancel requests passed on while we wait; runs still
+        going after the bound (or after a second signal) are cancelled.
+        """
+        jobs = list(self.in_flight.values())
+        if jobs:
+            log.info("waiting for %d runs to finish", len(jobs))
+            deadline = time.monotonic() + max(j.execution.run_limits.wall_time_s for j in jobs)
+            deadline += 10
+            while self.in_flight and time.monotonic() < deadline:
+                self.heartbeat()
+                wait([j.future for j in jobs], timeout=HEARTBEAT_S)
+            for job in jobs:
+                job.cancel.set()
+            wait([j.future for j in jobs], timeout=10)
+        self.pool.shutdown(wait=True, cancel_futures=True)

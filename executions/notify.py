@@ -1,0 +1,131 @@
+"""Wake-ups between web and worker processes without a broker.
+
+On PostgreSQL, LISTEN/NOTIFY: the web notifies "queued" after a submission commits and the
+worker notifies "finished" after it writes a result, so neither side waits for a poll tick.
+On SQLite there is no such channel and both sides fall back to a short indexed poll.
+The database stays the single source of truth: a notification only says "look now".
+"""
+
+import logging
+import threading
+import time
+
+from django.db import connection, transaction
+
+log = logging.getLogger(__name__)
+
+QUEUED = "integr8s_queued"
+FINISHED = "integr8s_finished"
+
+
+def supported() -> bool:
+    return connection.vendor == "postgresql"
+
+
+def send(channel: str, payload: str = "") -> None:
+    """NOTIFY after the current transaction commits (PostgreSQL only; no-op elsewhere)."""
+    if not supported():
+        return
+
+    def _send():
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_notify(%s, %s)", [channel, payload])
+        except Exception:  # a lost wake-up only costs one poll interval
+            log.warning("NOTIFY %s failed", channel, exc_info=True)
+
+    transaction.on_commit(_send)
+
+
+class Listener:
+    """A background thread on its own connection that LISTENs and calls back per payload."""
+
+    def __init__(self, channel: str, callback):
+        self.channel = channel
+        self.callback = callback
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, name=f"listen-{channel}", daemon=True)
+
+    def start(self) -> "Listener":
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+    def _connect(self):
+        import psycopg
+
+        params = connection.get_connection_params()
+        params.pop("cursor_factory", None)
+        params.pop("context", None)
+        params.pop("prepare_threshold", None)
+        return psycopg.connect(**params, autocommit=True)
+
+    def _run(self):
+        while not self.stopped.is_set():
+            try:
+                with self._connect() as conn:
+                    conn.execute(f'LISTEN "{self.channel}"')
+                    # A notification may have been missed while (re)connecting: look once.
+                    self.callback("")
+                    while not self.stopped.is_set():
+                        for note in conn.notifies(timeout=1.0):
+                            self.callback(note.payload)
+            except Exception:
+                log.warning("LISTEN %s lost its connection; retrying", self.channel, exc_info=True)
+                self.stopped.wait(1.0)
+
+
+class Waiters:
+    """Threads waiting for particular executions to finish, woken by one shared Listener."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.events: dict[str, set[threading.Event]] = {}
+        self.listener = None
+
+    def _wake(self, payload: str):
+        with self.lock:
+            targets = self.events.get(payload, set()) if payload else set().union(
+                *self.events.values()
+            )
+            for event in targets:
+                event.set()
+
+    def wait_until(self, key: str, done, timeout: float, poll: float = 0.02) -> bool:
+        """Block until done() is true (checked on each wake-up) or timeout; return done().
+
+        The event is registered before the first check, so a notification sent between the
+        check and the wait is not lost. Without LISTEN/NOTIFY this is a plain short poll.
+        """
+        deadline = time.monotonic() + timeout
+        if not supported():
+            while not done():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                time.sleep(min(poll, remaining))
+            return True
+        event = threading.Event()
+        with self.lock:
+            if self.listener is None:
+                self.listener = Listener(FINISHED, self._wake).start()
+            self.events.setdefault(key, set()).add(event)
+        try:
+            while not done():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                # Re-check now and then even without a wake-up: the listener may be reconnecting.
+                event.wait(min(remaining, 0.5))
+                event.clear()
+            return True
+        finally:
+            with self.lock:
+                self.events[key].discard(event)
+                if not self.events[key]:
+                    del self.events[key]
+
+
+waiters = Waiters()
