@@ -1,0 +1,269 @@
+"""The worker: claims, runs, cancels, recovers and drains, against the real local sandbox."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+from django.utils import timezone
+
+from executions.models import Execution, Worker
+from tests.conftest import database_url
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def submit(script, **fields):
+    return Execution.objects.submit(script, **fields)
+
+
+def wait_for(execution, statuses, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        execution.refresh_from_db()
+        if execution.status in statuses:
+            return execution
+        time.sleep(0.05)
+    raise AssertionError(f"{execution} did not reach {statuses} in {timeout}s")
+
+
+def wait_for_attempt(execution, attempt, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        execution.refresh_from_db()
+        if execution.status == "running" and execution.attempts == attempt:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{execution} never started attempt {attempt}")
+
+
+def start_worker(*args, env=None):
+    """A runworker process on the test database, in its own process group."""
+    full_env = {**os.environ, "DATABASE_URL": database_url(), **(env or {})}
+    return subprocess.Popen(
+        [sys.executable, "manage.py", "runworker", *args],
+        cwd=ROOT,
+        env=full_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def stop(proc, sig=signal.SIGTERM, timeout=30):
+    if proc.poll() is None:
+        os.killpg(proc.pid, sig)
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
+    return proc.returncode, out.decode(errors="replace")
+
+
+def sandbox_processes(marker: str) -> list[str]:
+    out = subprocess.run(["pgrep", "-af", marker], capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if "pgrep" not in line]
+
+
+# --- claiming ---------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_it_claims_each_execution_once():
+    first, second = submit("print(1)"), submit("print(2)")
+
+    claimed_a = Execution.objects.claim("a", 10, limit=1)
+    claimed_b = Execution.objects.claim("b", 10, limit=5)
+    nothing = Execution.objects.claim("c", 10, limit=5)
+
+    assert [e.pk for e in claimed_a] == [first.pk]
+    assert [e.pk for e in claimed_b] == [second.pk]
+    assert nothing == []
+    first.refresh_from_db()
+    assert (first.status, first.worker, first.attempts) == ("running", "a", 1)
+    assert first.lease_expires_at > timezone.now()
+
+
+@pytest.mark.django_db
+def test_a_result_is_written_once():
+    from executions.sandbox.base import RunResult
+
+    execution = submit("print(1)")
+    [claimed] = Execution.objects.claim("a", 10)
+
+    assert not claimed.finish(RunResult(status="completed", output="x"), worker="someone-else")
+    assert claimed.finish(RunResult(status="completed", output="first"), worker="a")
+    assert not claimed.finish(RunResult(status="failed", output="late"), worker="a")
+    execution.refresh_from_db()
+    assert (execution.status, execution.output) == ("completed", "first")
+
+
+@pytest.mark.django_db
+def test_it_requeues_a_lost_run_once_then_fails_it():
+    execution = submit("print(1)")
+    Execution.objects.claim("gone", 10)
+    Execution.objects.filter(pk=execution.pk).update(
+        lease_expires_at=timezone.now() - timedelta(seconds=1)
+    )
+
+    assert Execution.objects.recover_expired(max_attempts=2) == (1, 0)
+    execution.refresh_from_db()
+    assert (execution.status, execution.worker) == ("queued", "")
+
+    Execution.objects.claim("gone-again", 10)
+    Execution.objects.filter(pk=execution.pk).update(
+        lease_expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    assert Execution.objects.recover_expired(max_attempts=2) == (0, 1)
+    execution.refresh_from_db()
+    assert execution.status == "failed"
+    assert execution.error_type == "system_error"
+    assert "worker" in execution.reason and "2 times" in execution.reason
+
+
+@pytest.mark.django_db
+def test_a_fresh_lease_is_left_alone():
+    execution = submit("print(1)")
+    Execution.objects.claim("alive", 10)
+
+    assert Execution.objects.recover_expired(max_attempts=2) == (0, 0)
+    execution.refresh_from_db()
+    assert execution.status == "running"
+
+
+@pytest.mark.django_db
+def test_cancelling_a_queued_run_ends_it_at_once():
+    execution = submit("print(1)")
+
+    assert execution.cancel(by="alice")
+    execution.refresh_from_db()
+    assert execution.status == "cancelled"
+    assert execution.error_type == "cancelled"
+    assert execution.finished_at is not None
+    assert not execution.cancel()  # already over
+
+
+@pytest.mark.django_db
+def test_retry_queues_a_copy():
+    execution = submit("print(1)", stdin="in")
+    copy = execution.retry()
+
+    assert copy.pk != execution.pk
+    assert (copy.script, copy.stdin, copy.status, copy.retry_of) == ("print(1)", "in", "queued", execution)
+
+
+# --- running, with the real sandbox -----------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_once_runs_what_is_queued_and_exits():
+    ok = submit('print("hello")')
+    broken = submit("raise SystemExit(3)")
+
+    call_command("runworker", once=True, stdout=StringIO())
+
+    ok.refresh_from_db()
+    broken.refresh_from_db()
+    assert (ok.status, ok.output, ok.exit_code, ok.error_type) == ("completed", "hello\n", 0, None)
+    assert ok.wall_time_ms is not None and ok.started_at and ok.finished_at
+    assert (broken.status, broken.exit_code, broken.error_type) == ("completed", 3, "script_error")
+    assert Worker.objects.get().stopped_at is not None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_unknown_version_fails_with_a_reason():
+    execution = submit("print(1)")
+    Execution.objects.filter(pk=execution.pk).update(python_version="2.0")
+
+    call_command("runworker", once=True, stdout=StringIO())
+
+    execution.refresh_from_db()
+    assert (execution.status, execution.error_type) == ("failed", "system_error")
+    assert "2.0" in execution.reason and "Available versions" in execution.reason
+
+
+def test_the_worker_picks_up_and_finishes_runs(worker):
+    execution = submit('import sys; print(sys.version_info[:2])')
+
+    wait_for(execution, {"completed"}, timeout=10)
+    assert execution.output.startswith("(3, ")
+    assert execution.attempts == 1
+
+
+def test_cancel_kills_a_running_script_quickly(worker):
+    marker = "cancel-marker-7431"
+    execution = submit(f"import time  # {marker}\nprint('started', flush=True)\ntime.sleep(30)")
+    wait_for(execution, {"running"})
+    time.sleep(0.3)  # let the sandbox start
+
+    asked = time.monotonic()
+    assert execution.cancel(by="its owner")
+    wait_for(execution, {"cancelled"}, timeout=5)
+    took = time.monotonic() - asked
+
+    assert took < 2.0, f"cancel took {took:.2f}s"
+    assert execution.error_type == "cancelled"
+    assert "Cancelled by its owner" in execution.reason
+    assert sandbox_processes(marker) == []
+
+
+# --- worker processes: crash recovery, draining ------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_killed_worker_is_recovered_by_another():
+    execution = submit("import time\ntime.sleep(1.5)\nprint('done')")
+    env = {"WORKER_LEASE_S": "1"}
+    first = start_worker(env=env)
+    wait_for(execution, {"running"})
+    stop(first, signal.SIGKILL)
+
+    second = start_worker(env=env)
+    try:
+        wait_for(execution, {"completed"}, timeout=20)
+    finally:
+        stop(second)
+    assert execution.output == "done\n"
+    assert execution.attempts == 2
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_run_lost_twice_fails_with_a_reason():
+    execution = submit("import time\ntime.sleep(30)")
+    env = {"WORKER_LEASE_S": "1"}
+    for attempt in (1, 2):
+        proc = start_worker(env=env)
+        wait_for_attempt(execution, attempt)
+        stop(proc, signal.SIGKILL)
+        time.sleep(1.2)  # let the lease run out
+    assert sandbox_processes("time.sleep(30)") == []
+
+    call_command("runworker", once=True, stdout=StringIO())  # recovery happens on start
+
+    execution.refresh_from_db()
+    assert (execution.status, execution.error_type) == ("failed", "system_error")
+    assert "stopped unexpectedly" in execution.reason
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_sigterm_lets_running_scripts_finish():
+    execution = submit("import time\nprint('a', flush=True)\ntime.sleep(1)\nprint('b')")
+    proc = start_worker()
+    wait_for(execution, {"running"})
+
+    code, log = stop(proc, signal.SIGTERM)
+
+    assert code == 0, log
+    execution.refresh_from_db()
+    assert (execution.status, execution.output) == ("completed", "a\nb\n")
+    assert Worker.objects.get().stopped_at is not None
