@@ -3,7 +3,12 @@
 The worker exposes the same registry on its own port (runworker --metrics-port).
 """
 
-from prometheus_client import Counter, Gauge, Histogram
+import logging
+
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+
+log = logging.getLogger(__name__)
 
 SUBMITTED = Counter(
     "integr8s_executions_submitted_total", "Executions submitted.", ["python_version"]
@@ -31,11 +36,48 @@ SANDBOX_START = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 IN_FLIGHT = Gauge("integr8s_executions_in_flight", "Runs this worker has in its sandboxes now.")
-QUEUE_DEPTH = Gauge(
-    "integr8s_executions_queued", "Executions waiting for a worker (sampled by the worker)."
-)
 RECOVERED = Counter(
     "integr8s_executions_recovered_total",
     "Runs whose worker was lost: requeued or failed.",
     ["outcome"],
 )
+
+
+class QueueCollector:
+    """Queued and running executions, read from the database at scrape time."""
+
+    def describe(self):
+        # Registering calls describe(), not collect(): no query while apps are loading.
+        yield GaugeMetricFamily("integr8s_executions_active", "", labels=["status"])
+
+    def collect(self):
+        from django.db import DatabaseError
+        from django.db.models import Count
+
+        from executions.models import ACTIVE, Execution
+
+        family = GaugeMetricFamily(
+            "integr8s_executions_active",
+            "Executions queued or running, from the database.",
+            labels=["status"],
+        )
+        try:
+            counts = dict(
+                Execution.objects.active().values_list("status").annotate(n=Count("id"))
+            )
+        except DatabaseError:
+            log.warning("metrics: could not count executions", exc_info=True)
+            return
+        for status in ACTIVE:
+            family.add_metric([status], counts.get(status, 0))
+        yield family
+
+
+_registered = False
+
+
+def register_collectors():
+    global _registered
+    if not _registered:
+        REGISTRY.register(QueueCollector())
+        _registered = True

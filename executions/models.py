@@ -2,7 +2,7 @@ import uuid
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import models, transaction
+from django.db import models
 from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
@@ -248,9 +248,27 @@ class Execution(models.Model):
     def run_limits(self) -> Limits:
         return Limits.from_dict(self.limits)
 
+    def _end(self, candidates, **fields) -> bool:
+        """Write a final state if this row is still among candidates; True if this call won.
+
+        Every terminal write goes through here, conditional on a non-terminal status, so a
+        late or duplicate writer can never overwrite a result.
+        """
+        now = timezone.now()
+        fields.update(finished_at=now, updated_at=now, lease_expires_at=None)
+        won = candidates.filter(pk=self.pk).update(**fields) == 1
+        if won:
+            for name, value in fields.items():
+                setattr(self, name, value)
+        return won
+
     def finish(self, result, worker: str | None = None) -> bool:
         """Store a sandbox RunResult. Only the worker holding the claim may write it."""
-        fields = dict(
+        candidates = Execution.objects.running()
+        if worker is not None:
+            candidates = candidates.filter(worker=worker)
+        return self._end(
+            candidates,
             status=result.status,
             exit_code=result.exit_code,
             error_type=result.error_type,
@@ -263,52 +281,23 @@ class Execution(models.Model):
             peak_memory_kb=result.peak_memory_kb,
             reason=result.reason,
         )
-        now = timezone.now()
-        fields.update(finished_at=now, updated_at=now, lease_expires_at=None)
-        qs = Execution.objects.filter(pk=self.pk, status=Execution.Status.RUNNING)
-        if worker is not None:
-            qs = qs.filter(worker=worker)
-        won = qs.update(**fields) == 1
-        if won:
-            for name, value in fields.items():
-                setattr(self, name, value)
-        return won
-
-    def heartbeat(self, worker: str, lease_s: float) -> bool:
-        """Extend our lease; False if the run is no longer ours (finished, cancelled, stolen)."""
-        now = timezone.now()
-        return (
-            Execution.objects.filter(
-                pk=self.pk, status=Execution.Status.RUNNING, worker=worker
-            ).update(lease_expires_at=now + timedelta(seconds=lease_s))
-            == 1
-        )
 
     def cancel(self, by: str = "its owner") -> bool:
         """Cancel: a queued run ends now; a running one is flagged and its worker kills it."""
-        with transaction.atomic():
-            if self._terminal_update_if(
-                Execution.Status.QUEUED,
-                status=Execution.Status.CANCELLED,
-                error_type=Execution.ErrorType.CANCELLED,
-                reason=f"Cancelled by {by} before it started.",
-            ):
-                return True
-            changed = Execution.objects.filter(
-                pk=self.pk, status=Execution.Status.RUNNING
-            ).update(cancel_requested=True, reason=f"Cancelled by {by}.")
+        if self._end(
+            Execution.objects.queued(),
+            status=Execution.Status.CANCELLED,
+            error_type=Execution.ErrorType.CANCELLED,
+            reason=f"Cancelled by {by} before it started.",
+        ):
+            return True
+        changed = Execution.objects.running().filter(pk=self.pk).update(
+            cancel_requested=True, reason=f"Cancelled by {by}."
+        )
         if changed:
             self.cancel_requested = True
+            self.reason = f"Cancelled by {by}."
         return bool(changed)
-
-    def _terminal_update_if(self, status: str, **fields) -> bool:
-        now = timezone.now()
-        fields.update(finished_at=now, updated_at=now, lease_expires_at=None)
-        won = Execution.objects.filter(pk=self.pk, status=status).update(**fields) == 1
-        if won:
-            for name, value in fields.items():
-                setattr(self, name, value)
-        return won
 
     def retry(self, **overrides) -> "Execution":
         """A new queued execution running the same script, version and input."""

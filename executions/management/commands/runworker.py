@@ -182,7 +182,6 @@ class Command(BaseCommand):
             log.warning("recovered lost runs: %d requeued, %d failed", requeued, failed)
             metrics.RECOVERED.labels(outcome="requeued").inc(requeued)
             metrics.RECOVERED.labels(outcome="failed").inc(failed)
-        metrics.QUEUE_DEPTH.set(Execution.objects.queued().count())
         return requeued + failed
 
     # --- one run, in a pool thread ---------------------------------------------------------
