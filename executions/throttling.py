@@ -1,5 +1,6 @@
 """Submission limits shared by the API and the editor: a rate per caller and an active cap."""
 
+import ipaddress
 import math
 import time
 from dataclasses import dataclass
@@ -18,13 +19,22 @@ def parse_rate(rate: str) -> tuple[int, int]:
     return int(count), PERIODS[period.strip().lower()]
 
 
+def valid_ip(value: str) -> str:
+    try:
+        return str(ipaddress.ip_address(value.strip()))
+    except ValueError:
+        return ""
+
+
 def client_ip(request) -> str:
+    """The caller's IP address, or "" if none is known. Always a valid address or "": it is
+    stored in, and filtered on, an IP address column (a forged header must not be a 500)."""
     # Behind a proxy the operator sets BEHIND_PROXY and the proxy sets X-Forwarded-For.
     if getattr(settings, "SECURE_PROXY_SSL_HEADER", None):
         forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
-        if forwarded:
-            return forwarded.split(",")[0].strip()
-    return request.META.get("REMOTE_ADDR", "") or "unknown"
+        if forwarded and (ip := valid_ip(forwarded.split(",")[0])):
+            return ip
+    return valid_ip(request.META.get("REMOTE_ADDR", ""))
 
 
 @dataclass

@@ -4,4 +4,16 @@ from executions import views
 
 urlpatterns = [
     path("", views.editor, name="editor"),
+    path("run", views.run, name="run"),
+    path("examples/<slug:slug>", views.example, name="example"),
+    path("executions/", views.history, name="history"),
+    path("executions/<uuid:execution_id>/", views.execution_detail, name="execution-detail"),
+    path("executions/<uuid:execution_id>/cancel", views.cancel, name="execution-cancel"),
+    path("executions/<uuid:execution_id>/retry", views.retry, name="execution-retry"),
+    path("scripts/", views.scripts, name="scripts"),
+    path("scripts/<uuid:script_id>/", views.script_detail, name="script-detail"),
+    path(
+        "scripts/<uuid:script_id>/duplicate", views.script_duplicate, name="script-duplicate"
+    ),
+    path("scripts/<uuid:script_id>/delete", views.script_delete, name="script-delete"),
 ]

@@ -1,5 +1,366 @@
-from django.http import HttpResponse
+"""Pages for people: the editor, live results, history and saved scripts.
+
+Each page is one template; the fragments HTMX swaps are {% partialdef %}s in it, rendered as
+"page.html#name" when request.htmx. Every page works without JavaScript too.
+"""
+
+import uuid
+
+from django import forms
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.db.models import Q
+from django.http import Http404, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
+from django_htmx.http import push_url, reswap, retarget, trigger_client_event
+
+from executions import examples, limits, runtimes
+from executions.forms import RenameScriptForm, RunForm, SaveScriptForm
+from executions.models import Execution, SavedScript, submission_errors
+from executions.throttling import check_submission, client_ip
+
+PAGE_SIZE = 20
+STARTER_SCRIPT = (
+    "# Write Python here, then press Run (Ctrl+Enter).\n"
+    "import sys\n\n"
+    'print(f"Hello from Python {sys.version.split()[0]}!")\n'
+)
 
 
+# --- who may see what ---------------------------------------------------------------------
+
+
+def visible_executions(request):
+    """Runs this request may open: anonymous ones by their id, and the user's own."""
+    visible = Q(owner=None)
+    if request.user.is_authenticated:
+        visible |= Q(owner=request.user)
+    return Execution.objects.filter(visible)
+
+
+def can_control(request, execution: Execution) -> bool:
+    """Cancel rights: the owner, or the browser session that started an anonymous run."""
+    if execution.owner_id is not None:
+        return request.user.is_authenticated and execution.owner_id == request.user.pk
+    key = request.session.session_key
+    return bool(key) and execution.session_key == key
+
+
+def caller_fields(request) -> dict:
+    """Who a new run belongs to; an anonymous run is listed for this browser's session."""
+    if request.user.is_authenticated:
+        return {"owner": request.user, "client_ip": client_ip(request)}
+    if not request.session.session_key:
+        request.session.create()
+    request.session["runs"] = True  # keep the session (and its cookie) alive
+    return {"session_key": request.session.session_key, "client_ip": client_ip(request)}
+
+
+def parse_uuid(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        raise Http404("No such id.") from None
+
+
+# --- examples -----------------------------------------------------------------------------
+
+
+def find_example(slug: str) -> dict:
+    found = examples.get(slug)
+    if found is None:
+        raise Http404("No such example.")
+    return found
+
+
+@require_safe
+def example(request, slug):
+    """One example as JSON, for the editor's examples menu."""
+    found = find_example(slug)
+    return JsonResponse(
+        {
+            "slug": found["slug"],
+            "title": found["title"],
+            "description": found.get("description", ""),
+            "python_version": found.get("python_version", ""),
+            "script": found["script"],
+        }
+    )
+
+
+# --- editor and runs ----------------------------------------------------------------------
+
+
+def editor_initial(request) -> dict:
+    """What the editor opens with: ?from=<execution>, ?script=<saved script>, ?example=<slug>."""
+    if "from" in request.GET:
+        source = get_object_or_404(
+            visible_executions(request), execution_id=parse_uuid(request.GET["from"])
+        )
+        return {"script": source.script, "python_version": source.python_version,
+                "stdin": source.stdin}
+    if "script" in request.GET:
+        if not request.user.is_authenticated:
+            raise Http404("No such script.")
+        saved = get_object_or_404(
+            request.user.scripts, script_id=parse_uuid(request.GET["script"])
+        )
+        return {"script": saved.script, "python_version": saved.python_version,
+                "saved": saved}
+    if "example" in request.GET:
+        found = find_example(request.GET["example"])
+        return {"script": found["script"], "python_version": found.get("python_version", "")}
+    return {"script": STARTER_SCRIPT, "python_version": ""}
+
+
+def editor_context(request, form: RunForm, **extra) -> dict:
+    version = form["python_version"].value() or runtimes.default_version()
+    return {
+        "form": form,
+        "versions": runtimes.versions(),
+        "selected_version": version,
+        "limits": limits.current().describe(),
+        "examples": examples.EXAMPLES,
+        **extra,
+    }
+
+
+@require_safe
 def editor(request):
-    return HttpResponse("integr8s is up.")
+    initial = editor_initial(request)
+    form = RunForm(initial=initial)
+    return render(
+        request, "executions/editor.html", editor_context(request, form, saved=initial.get("saved"))
+    )
+
+
+def editor_errors(request, form: RunForm, status: int) -> HttpResponse:
+    """Bad input or a refusal: the message next to the editor, never an error page."""
+    if request.htmx:
+        response = render(
+            request, "executions/editor.html#form-errors", {"form": form}, status=status
+        )
+        return reswap(retarget(response, "#form-errors"), "outerHTML")
+    return render(request, "executions/editor.html", editor_context(request, form), status=status)
+
+
+@require_POST
+def run(request):
+    form = RunForm(request.POST)
+    if not form.is_valid():
+        return editor_errors(request, form, status=400)
+    refusal = check_submission(request)
+    if refusal:
+        form.add_error(None, refusal.message)
+        response = editor_errors(request, form, status=429)
+        response["Retry-After"] = str(refusal.retry_after)
+        return response
+    data = form.cleaned_data
+    execution = Execution.objects.submit(
+        data["script"], data["python_version"], data["stdin"], **caller_fields(request)
+    )
+    if not request.htmx:
+        return redirect(execution)
+    response = render(
+        request,
+        "executions/editor.html#run-response",
+        {"execution": execution, "can_control": True},
+    )
+    return trigger_client_event(
+        response, "execution-submitted", {"execution_id": str(execution.execution_id)}
+    )
+
+
+@require_safe
+def execution_detail(request, execution_id):
+    execution = get_object_or_404(visible_executions(request), execution_id=execution_id)
+    context = {"execution": execution, "can_control": can_control(request, execution)}
+    if request.htmx:
+        return render(request, "executions/execution_detail.html#result", context)
+    return render(request, "executions/execution_detail.html", context)
+
+
+@require_POST
+def cancel(request, execution_id):
+    execution = get_object_or_404(visible_executions(request), execution_id=execution_id)
+    if not can_control(request, execution):
+        raise Http404("No such execution.")
+    execution.cancel()
+    execution.refresh_from_db()
+    if not request.htmx:
+        return redirect(execution)
+    response = render(
+        request,
+        "executions/execution_detail.html#result",
+        {"execution": execution, "can_control": True},
+    )
+    return trigger_client_event(
+        response, "execution-cancelled", {"execution_id": str(execution.execution_id)}
+    )
+
+
+@require_POST
+def retry(request, execution_id):
+    """Run again: the same script, version and input, as a new run of this caller's."""
+    old = get_object_or_404(visible_executions(request), execution_id=execution_id)
+    problems = list(submission_errors(old.script, old.python_version, old.stdin).values())
+    refusal = None if problems else check_submission(request)
+    if problems or refusal:
+        context = {
+            "execution": old,
+            "can_control": can_control(request, old),
+            "problem": refusal.message if refusal else " ".join(problems),
+        }
+        status = 429 if refusal else 400
+        template = "executions/execution_detail.html"
+        response = render(request, template + ("#result" if request.htmx else ""), context,
+                          status=status)
+        if refusal:
+            response["Retry-After"] = str(refusal.retry_after)
+        return response
+    new = old.retry(**caller_fields(request))
+    if not request.htmx:
+        return redirect(new)
+    response = render(
+        request,
+        "executions/execution_detail.html#result",
+        {"execution": new, "can_control": True},
+    )
+    # On an execution's own page the address follows the new run; the editor stays at /.
+    if (request.htmx.current_url_abs_path or "").startswith("/executions/"):
+        push_url(response, new.get_absolute_url())
+    return trigger_client_event(
+        response, "execution-submitted", {"execution_id": str(new.execution_id)}
+    )
+
+
+# --- history ------------------------------------------------------------------------------
+
+
+class HistoryFilter(forms.Form):
+    status = forms.ChoiceField(
+        required=False, choices=[("", "Any status"), *Execution.Status.choices]
+    )
+    version = forms.CharField(required=False, max_length=10, label="Python version")
+
+
+@require_safe
+def history(request):
+    if request.user.is_authenticated:
+        runs = Execution.objects.for_user(request.user)
+    elif request.session.session_key:
+        runs = Execution.objects.filter(owner=None, session_key=request.session.session_key)
+    else:
+        runs = Execution.objects.none()
+    filters = HistoryFilter(request.GET)
+    status = 200
+    if filters.is_valid():
+        if filters.cleaned_data["status"]:
+            runs = runs.filter(status=filters.cleaned_data["status"])
+        if filters.cleaned_data["version"]:
+            runs = runs.filter(python_version=filters.cleaned_data["version"])
+    else:
+        runs, status = runs.none(), 400
+    page = Paginator(runs.defer("output", "errors", "stdin"), PAGE_SIZE).get_page(
+        request.GET.get("page")
+    )
+    query = request.GET.copy()
+    query.pop("page", None)
+    context = {
+        "page": page,
+        "filters": filters,
+        "versions": runtimes.versions(),
+        "query": query.urlencode(),
+    }
+    template = "executions/history.html#list" if request.htmx else "executions/history.html"
+    return render(request, template, context, status=status)
+
+
+# --- saved scripts ------------------------------------------------------------------------
+
+
+def owned_script(request, script_id) -> SavedScript:
+    return get_object_or_404(SavedScript, owner=request.user, script_id=script_id)
+
+
+@login_required
+@require_http_methods(["GET", "HEAD", "POST"])
+def scripts(request):
+    """The user's saved scripts; POST saves the editor's content as a new one."""
+    form = SaveScriptForm(owner=request.user)
+    status = 200
+    if request.method == "POST":
+        form = SaveScriptForm(request.POST, owner=request.user)
+        if form.is_valid():
+            saved = form.save(commit=False)
+            saved.owner = request.user
+            saved.save()
+            if request.htmx:
+                response = render(request, "executions/scripts.html#saved", {"saved": saved})
+                return trigger_client_event(response, "script-saved", {"name": saved.name})
+            messages.success(request, f"Saved “{saved.name}”.")
+            return redirect(saved)
+        status = 400
+        if request.htmx:
+            return render(request, "executions/scripts.html#save-errors", {"form": form},
+                          status=status)
+    context = {"scripts": request.user.scripts.all(), "form": form}
+    return render(request, "executions/scripts.html", context, status=status)
+
+
+@login_required
+@require_http_methods(["GET", "HEAD", "POST"])
+def script_detail(request, script_id):
+    """A saved script; POST renames it (name and description)."""
+    saved = owned_script(request, script_id)
+    form = RenameScriptForm(instance=saved, owner=request.user)
+    status = 200
+    if request.method == "POST":
+        form = RenameScriptForm(request.POST, instance=saved, owner=request.user)
+        if form.is_valid():
+            form.save()
+            if not request.htmx:
+                messages.success(request, "Saved.")
+                return redirect(saved)
+            form = RenameScriptForm(instance=saved, owner=request.user)
+        else:
+            status = 400
+            saved.refresh_from_db()
+    context = {"saved": saved, "form": form}
+    if request.htmx:
+        return render(request, "executions/script_detail.html#about", context, status=status)
+    return render(request, "executions/script_detail.html", context, status=status)
+
+
+@login_required
+@require_POST
+def script_duplicate(request, script_id):
+    saved = owned_script(request, script_id)
+    names = set(request.user.scripts.values_list("name", flat=True))
+    base = f"{saved.name} (copy)"[:90]
+    name, n = base, 2
+    while name in names:
+        name, n = f"{base} {n}", n + 1
+    copy = SavedScript.objects.create(
+        owner=request.user,
+        name=name,
+        description=saved.description,
+        script=saved.script,
+        python_version=saved.python_version,
+    )
+    messages.success(request, f"Made a copy: “{copy.name}”.")
+    return redirect(copy)
+
+
+@login_required
+@require_POST
+def script_delete(request, script_id):
+    saved = owned_script(request, script_id)
+    saved.delete()
+    if request.htmx:
+        response = HttpResponse("")
+        return trigger_client_event(response, "script-deleted", {"name": saved.name})
+    messages.success(request, f"Deleted “{saved.name}”.")
+    return redirect("scripts")

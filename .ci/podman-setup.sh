@@ -1,0 +1,58 @@
+#!/bin/sh
+# Install and configure podman for `podman kube play`, and build the local test image
+# localhost/integr8s-python:3.11 (Debian bookworm, python3-minimal). Idempotent: a second run
+# with everything in place takes about a second. Needs root and the Debian package registry.
+# See /work/shared/ENVIRONMENT.md: crun fails on this kind's hybrid cgroups, hence runc.
+set -eu
+
+IMAGE=${INTEGR8S_PODMAN_IMAGE:-localhost/integr8s-python:3.11}
+CACHE=${INTEGR8S_PODMAN_CACHE:-/var/cache/integr8s/podman}
+
+if [ "$(id -u)" != 0 ]; then
+    echo "podman-setup: needs root (apt-get, /etc/containers)" >&2
+    exit 1
+fi
+
+missing=""
+for tool in podman runc debootstrap; do
+    command -v "$tool" >/dev/null 2>&1 || missing="$missing $tool"
+done
+if [ -n "$missing" ]; then
+    echo "podman-setup: installing$missing"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman runc debootstrap >/dev/null
+fi
+
+CONF=/etc/containers/containers.conf
+WANT='# integr8s: written by .ci/podman-setup.sh
+[containers]
+default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]
+
+[engine]
+runtime = "runc"
+cgroup_manager = "cgroupfs"
+events_logger = "file"'
+if [ "$(cat "$CONF" 2>/dev/null)" != "$WANT" ]; then
+    mkdir -p /etc/containers
+    [ -f "$CONF" ] && cp "$CONF" "$CONF.before-integr8s"
+    printf '%s\n' "$WANT" > "$CONF"
+    echo "podman-setup: wrote $CONF"
+fi
+
+if podman image exists "$IMAGE"; then
+    echo "podman-setup: $IMAGE is ready"
+    exit 0
+fi
+
+mkdir -p "$CACHE"
+TARBALL="$CACHE/bookworm-python3-minimal.tar"
+if [ ! -s "$TARBALL" ]; then
+    ROOTFS=$(mktemp -d "$CACHE/rootfs.XXXXXX")
+    trap 'rm -rf "$ROOTFS"' EXIT
+    echo "podman-setup: debootstrap bookworm with python3-minimal (about 35 s)"
+    debootstrap --variant=minbase --include=python3-minimal bookworm "$ROOTFS" >/dev/null
+    tar -C "$ROOTFS" -cf "$TARBALL.part" .
+    mv "$TARBALL.part" "$TARBALL"
+fi
+podman import --change "ENV PATH=/usr/local/bin:/usr/bin:/bin" "$TARBALL" "$IMAGE" >/dev/null
+echo "podman-setup: built $IMAGE"

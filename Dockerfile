@@ -1,0 +1,37 @@
+# The integr8s application image: web (gunicorn), worker (manage.py runworker), migrations.
+#   docker build -t integr8s .
+FROM python:3.13-slim
+
+ENV PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+# bubblewrap: the local sandbox backend (docker-compose's worker). The kubernetes backend needs
+# nothing from the image: its scripts run in their own pods.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends bubblewrap \
+    && rm -rf /var/lib/apt/lists/*
+
+WORKDIR /app
+COPY pyproject.toml README.md* ./
+COPY integr8s ./integr8s
+COPY accounts ./accounts
+COPY executions ./executions
+RUN pip install .
+
+COPY manage.py ./
+COPY templates ./templates
+COPY static ./static
+# Settings refuse DEBUG=false without a SECRET_KEY; this one exists only during the build.
+RUN DEBUG=false SECRET_KEY=collectstatic-only python manage.py collectstatic --no-input -v 0
+
+# The code is root-owned and read-only to the app user; the app writes only to /tmp.
+RUN useradd --uid 10001 --user-group --no-create-home --home-dir /tmp app
+USER 10001:10001
+ENV HOME=/tmp
+EXPOSE 8000
+
+# gthread workers: wait=true and live updates hold connections, threads keep the rest moving.
+CMD ["gunicorn", "integr8s.wsgi", "--bind=0.0.0.0:8000", "--worker-class=gthread", \
+     "--workers=2", "--threads=16", "--timeout=60", "--access-logfile=-"]

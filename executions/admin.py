@@ -1,0 +1,143 @@
+from django.contrib import admin, messages
+
+from executions.models import Execution, SavedScript, Worker
+
+RESULT_FIELDS = [
+    "execution_id",
+    "status",
+    "output",
+    "errors",
+    "output_truncated",
+    "errors_truncated",
+    "exit_code",
+    "error_type",
+    "reason",
+    "wall_time_ms",
+    "cpu_time_ms",
+    "peak_memory_kb",
+    "limits",
+    "backend",
+    "worker",
+    "lease_expires_at",
+    "attempts",
+    "cancel_requested",
+    "retry_of",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "updated_at",
+]
+
+
+@admin.register(Execution)
+class ExecutionAdmin(admin.ModelAdmin):
+    list_display = [
+        "execution_id",
+        "status",
+        "error_type",
+        "python_version",
+        "owner",
+        "created_at",
+        "wall_time_ms",
+        "exit_code",
+    ]
+    list_filter = ["status", "error_type", "python_version", "backend", "created_at"]
+    search_fields = ["execution_id", "owner__username", "owner__email", "client_ip"]
+    date_hierarchy = "created_at"
+    list_select_related = ["owner"]
+    raw_id_fields = ["owner"]
+    readonly_fields = RESULT_FIELDS
+    fieldsets = [
+        (None, {"fields": ["execution_id", "status", "owner", "session_key", "client_ip"]}),
+        ("What ran", {"fields": ["python_version", "script", "stdin", "limits", "backend"]}),
+        (
+            "Result",
+            {
+                "fields": [
+                    "exit_code",
+                    "error_type",
+                    "reason",
+                    "output",
+                    "output_truncated",
+                    "errors",
+                    "errors_truncated",
+                    "wall_time_ms",
+                    "cpu_time_ms",
+                    "peak_memory_kb",
+                ]
+            },
+        ),
+        (
+            "Queue",
+            {
+                "classes": ["collapse"],
+                "fields": [
+                    "worker",
+                    "lease_expires_at",
+                    "attempts",
+                    "cancel_requested",
+                    "retry_of",
+                    "idempotency_key",
+                    "created_at",
+                    "started_at",
+                    "finished_at",
+                    "updated_at",
+                ],
+            },
+        ),
+    ]
+    actions = ["cancel_runs", "retry_runs"]
+
+    def has_add_permission(self, request):
+        return False  # runs are submitted through the site or the API, never typed in here
+
+    def get_readonly_fields(self, request, obj=None):
+        # What ran is history too: an operator can look, cancel and retry, not rewrite.
+        return [*RESULT_FIELDS, "owner", "session_key", "client_ip", "idempotency_key",
+                "python_version", "script", "stdin"]
+
+    @admin.action(description="Cancel selected runs", permissions=["change"])
+    def cancel_runs(self, request, queryset):
+        cancelled = sum(ex.cancel(by="an operator") for ex in queryset.active())
+        skipped = queryset.count() - cancelled
+        self.message_user(request, f"Cancelled {cancelled} run(s).", messages.SUCCESS)
+        if skipped:
+            self.message_user(
+                request, f"{skipped} run(s) had already ended and were left as they were.",
+                messages.WARNING,
+            )
+
+    @admin.action(description="Retry selected runs (as new runs)", permissions=["change"])
+    def retry_runs(self, request, queryset):
+        new = [ex.retry() for ex in queryset]
+        self.message_user(request, f"Queued {len(new)} new run(s).", messages.SUCCESS)
+
+
+@admin.register(SavedScript)
+class SavedScriptAdmin(admin.ModelAdmin):
+    list_display = ["name", "owner", "python_version", "updated_at"]
+    list_filter = ["python_version", "updated_at"]
+    search_fields = ["name", "description", "script_id", "owner__username"]
+    list_select_related = ["owner"]
+    raw_id_fields = ["owner"]
+    readonly_fields = ["script_id", "created_at", "updated_at"]
+
+
+@admin.register(Worker)
+class WorkerAdmin(admin.ModelAdmin):
+    """Workers register themselves by heartbeat; the admin only shows them."""
+
+    list_display = [
+        "name", "backend", "concurrency", "in_flight", "started_at", "seen_at", "stopped_at"
+    ]
+    list_filter = ["backend"]
+    search_fields = ["name"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -1,0 +1,540 @@
+"""The JSON API under /api/v1/: submit and follow executions, limits, runtimes, saved scripts.
+
+Who sees what: a signed-in user's executions and saved scripts are theirs alone (404 for
+everyone else); an anonymous execution is readable, cancellable and retryable by whoever holds
+its UUID, which is the only credential an anonymous API client has.
+"""
+
+import math
+import time
+import uuid
+
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.db import IntegrityError, transaction
+from django.urls import Resolver404, resolve, reverse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+)
+from rest_framework import exceptions, generics, permissions, serializers, status
+from rest_framework.decorators import api_view
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from executions import examples, limits, runtimes, throttling
+from executions.models import ACTIVE, Execution, SavedScript, submission_errors
+from executions.serializers import (
+    AcceptedSerializer,
+    DetailSerializer,
+    ExampleSerializer,
+    ExecuteSerializer,
+    ExecutionFilterSerializer,
+    ExecutionListSerializer,
+    ExecutionSerializer,
+    K8sLimitsSerializer,
+    RuntimesSerializer,
+    SavedScriptSerializer,
+)
+
+IDEMPOTENCY_KEY_MAX = 200  # Execution.idempotency_key's max_length
+
+# --- Errors ----------------------------------------------------------------------------------
+
+
+class PayloadTooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_code = "payload_too_large"
+
+
+def exception_handler(exc, context):
+    """DRF's handler, plus the errors Django raises while reading a body, as JSON 4xx."""
+    if isinstance(exc, RequestDataTooBig):
+        exc = PayloadTooLarge(
+            f"The request body is larger than the limit of "
+            f"{limits.human_bytes(settings.DATA_UPLOAD_MAX_MEMORY_SIZE)}."
+        )
+    elif isinstance(exc, RecursionError) and "JSON" in str(exc):
+        exc = exceptions.ParseError("JSON parse error - the document is nested too deeply.")
+    return drf_exception_handler(exc, context)
+
+
+# Response descriptions for the schema.
+VALIDATION_ERROR = OpenApiResponse(
+    response={
+        "type": "object",
+        "additionalProperties": {"type": "array", "items": {"type": "string"}},
+    },
+    description="Bad input: each field named, with what is wrong with it.",
+    examples=[
+        OpenApiExample(
+            "Empty script",
+            value={"script": ["The script is empty. Write or paste some Python code."]},
+            status_codes=["400"],
+        )
+    ],
+)
+NOT_FOUND = OpenApiResponse(DetailSerializer, description="No such execution visible to you.")
+THROTTLED = OpenApiResponse(
+    DetailSerializer,
+    description="Too many runs, or too many waiting or running: see the Retry-After header.",
+)
+CONFLICT = OpenApiResponse(DetailSerializer, description="Not possible in the current state.")
+TOO_LARGE = OpenApiResponse(DetailSerializer, description="The request body is too large.")
+EXECUTION_ID = OpenApiParameter(
+    "execution_id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="The execution's id."
+)
+
+
+def too_many(refusal: throttling.Refusal) -> Response:
+    return Response(
+        {"detail": refusal.message},
+        status=status.HTTP_429_TOO_MANY_REQUESTS,
+        headers={"Retry-After": str(refusal.retry_after)},
+    )
+
+
+def conflict(message: str) -> Response:
+    return Response({"detail": message}, status=status.HTTP_409_CONFLICT)
+
+
+# --- Helpers ---------------------------------------------------------------------------------
+
+
+def caller_fields(request) -> dict:
+    """Who is submitting: the fields an execution records about its caller."""
+    if request.user.is_authenticated:
+        owner, session_key = request.user, ""
+    else:
+        owner, session_key = None, request.session.session_key or ""
+    return {
+        "owner": owner,
+        "session_key": session_key,
+        "client_ip": throttling.client_ip(request) or None,
+    }
+
+
+def own_executions(request):
+    """The caller's history: a user's runs, or an anonymous browser session's."""
+    if request.user.is_authenticated:
+        return Execution.objects.for_user(request.user)
+    session_key = request.session.session_key
+    if not session_key:
+        return Execution.objects.none()
+    return Execution.objects.filter(owner=None, session_key=session_key)
+
+
+def get_execution(request, execution_id: str) -> Execution:
+    """The execution with this UUID if the caller may see it (theirs, or anonymous); else 404."""
+    missing = exceptions.NotFound(f'There is no execution with id "{execution_id}".')
+    try:
+        uid = uuid.UUID(execution_id)
+    except ValueError:
+        raise missing from None
+    visible = Execution.objects.for_user(request.user) | Execution.objects.filter(owner=None)
+    try:
+        return visible.get(execution_id=uid)
+    except Execution.DoesNotExist:
+        raise missing from None
+
+
+def query_bool(request, name: str) -> bool:
+    value = request.query_params.get(name, "").strip().lower()
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    if value in ("1", "true", "yes", "on"):
+        return True
+    raise serializers.ValidationError({name: ["Must be true or false."]})
+
+
+def idempotency_key(request) -> str:
+    key = request.headers.get("Idempotency-Key", "").strip()
+    if len(key) > IDEMPOTENCY_KEY_MAX:
+        raise serializers.ValidationError(
+            {"Idempotency-Key": [f"At most {IDEMPOTENCY_KEY_MAX} characters."]}
+        )
+    return key
+
+
+def earlier_submission(key: str, caller: dict) -> Execution | None:
+    """The execution this caller already submitted with this Idempotency-Key, if any."""
+    if caller["owner"] is not None:
+        same_caller = Execution.objects.for_user(caller["owner"])
+    else:
+        same_caller = Execution.objects.filter(owner=None, client_ip=caller["client_ip"])
+    return same_caller.filter(idempotency_key=key).order_by("created_at", "id").first()
+
+
+def wait_for(execution: Execution) -> Execution:
+    """Poll until the run ends: at most its wall time + WAIT_MARGIN_S queued, and as long again
+    once it starts. Only the status is read on each pass; the full row once at the end."""
+    budget = execution.wait_seconds() + settings.WAIT_MARGIN_S
+    deadline = time.monotonic() + budget
+    current, delay = execution.status, 0.02
+    while current in ACTIVE and time.monotonic() < deadline:
+        time.sleep(delay)
+        delay = min(delay * 1.5, 0.05)
+        seen = Execution.objects.filter(pk=execution.pk).values_list("status", flat=True).first()
+        if seen is None:  # deleted meanwhile (by an operator)
+            raise exceptions.NotFound("This execution was deleted.")
+        if seen == Execution.Status.RUNNING and current != seen:
+            deadline = time.monotonic() + budget  # time queued does not eat into the run's
+        current = seen
+    execution.refresh_from_db()
+    return execution
+
+
+def accepted(execution: Execution, request) -> Response:
+    return Response(
+        AcceptedSerializer(execution, context={"request": request}).data,
+        status=status.HTTP_202_ACCEPTED,
+        headers={
+            "Location": request.build_absolute_uri(
+                reverse("api-result", args=[execution.execution_id])
+            )
+        },
+    )
+
+
+def full(execution: Execution, request, code: int = status.HTTP_200_OK, **headers) -> Response:
+    return Response(
+        ExecutionSerializer(execution, context={"request": request}).data,
+        status=code,
+        headers=headers or None,
+    )
+
+
+# --- Executions ------------------------------------------------------------------------------
+
+
+@extend_schema(
+    summary="Run a script",
+    description=(
+        "Queues the script and answers 202 with its id; follow it with GET /api/v1/result/{id}. "
+        "With `?wait=true` the request is held until the run ends and answers 200 with the full "
+        "result (202 with the current state if it did not end in time: the wait is bounded by "
+        "the wall-time limit plus a margin, while queued and again while running). "
+        "With an `Idempotency-Key` header, a repeat of the same key by the same caller (the same "
+        "user; for anonymous callers the same IP address) answers 200 with the execution it "
+        "already created instead of running the script again."
+    ),
+    request=ExecuteSerializer,
+    parameters=[
+        OpenApiParameter(
+            "wait", OpenApiTypes.BOOL, description="Hold the request until the run ends."
+        ),
+        OpenApiParameter(
+            "Idempotency-Key",
+            OpenApiTypes.STR,
+            OpenApiParameter.HEADER,
+            description=f"Any string up to {IDEMPOTENCY_KEY_MAX} characters, unique per request.",
+        ),
+    ],
+    responses={
+        202: OpenApiResponse(
+            AcceptedSerializer,
+            description="Queued (or still running, with wait=true: then the full execution).",
+        ),
+        200: OpenApiResponse(
+            ExecutionSerializer,
+            description=(
+                "Finished (wait=true), or an earlier submission with the same Idempotency-Key."
+            ),
+        ),
+        400: VALIDATION_ERROR,
+        413: TOO_LARGE,
+        415: OpenApiResponse(DetailSerializer, description="The body is not JSON."),
+        429: THROTTLED,
+    },
+    examples=[
+        OpenApiExample(
+            "Hello",
+            value={"script": 'print("Hello, world!")', "python_version": "3.12"},
+            request_only=True,
+        )
+    ],
+)
+@api_view(["POST"])
+def execute(request):
+    wait = query_bool(request, "wait")
+    key = idempotency_key(request)
+    submission = ExecuteSerializer(data=request.data)
+    submission.is_valid(raise_exception=True)
+    caller = caller_fields(request)
+
+    earlier = earlier_submission(key, caller) if key else None
+    if earlier is None:
+        refusal = throttling.check_submission(request)
+        if refusal:
+            return too_many(refusal)
+        try:
+            with transaction.atomic():
+                execution = Execution.objects.submit(
+                    **submission.validated_data, idempotency_key=key, **caller
+                )
+        except IntegrityError:
+            # Two requests with the same key raced; the other one's insert won.
+            earlier = earlier_submission(key, caller) if key else None
+            if earlier is None:
+                raise
+    if earlier is not None:
+        if wait:
+            earlier = wait_for(earlier)
+        return full(earlier, request, **{"Idempotent-Replayed": "true"})
+    if not wait:
+        return accepted(execution, request)
+    execution = wait_for(execution)
+    return full(execution, request, status.HTTP_200_OK if execution.is_terminal else 202)
+
+
+@extend_schema(
+    summary="An execution's result",
+    description=(
+        "Anonymous executions are readable by anyone holding the id; a user's by that user only."
+    ),
+    parameters=[EXECUTION_ID],
+    responses={200: ExecutionSerializer, 404: NOT_FOUND},
+)
+@api_view(["GET"])
+def result(request, execution_id):
+    return full(get_execution(request, execution_id), request)
+
+
+class PaginatedExecutionListSerializer(serializers.Serializer):
+    count = serializers.IntegerField()
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+    results = ExecutionListSerializer(many=True)
+
+
+@extend_schema(
+    operation_id="v1_executions_list",
+    summary="Your executions",
+    description=(
+        "Newest first, 20 a page, without input and output (read those with /result/{id}). "
+        "Signed-in users see their own runs. Anonymous callers see the runs made in their "
+        "browser session (session cookie); without one the list is empty."
+    ),
+    parameters=[ExecutionFilterSerializer, OpenApiParameter("page", OpenApiTypes.INT)],
+    responses={
+        200: PaginatedExecutionListSerializer,
+        400: VALIDATION_ERROR,
+        404: OpenApiResponse(DetailSerializer, description="No such page."),
+    },
+)
+@api_view(["GET"])
+def execution_list(request):
+    filters = ExecutionFilterSerializer(data=request.query_params)
+    filters.is_valid(raise_exception=True)
+    executions = own_executions(request).filter(**filters.validated_data)
+    executions = executions.select_related("retry_of").order_by("-created_at", "-id")
+    paginator = PageNumberPagination()
+    page = paginator.paginate_queryset(executions, request)
+    data = ExecutionListSerializer(page, many=True, context={"request": request}).data
+    return paginator.get_paginated_response(data)
+
+
+@extend_schema(
+    summary="Cancel an execution",
+    description=(
+        "A queued run is cancelled at once (200). A running one is flagged and its sandbox "
+        "killed by the worker within moments (202; poll the result). Already finished: 409."
+    ),
+    request=None,
+    parameters=[EXECUTION_ID],
+    responses={
+        200: OpenApiResponse(ExecutionSerializer, description="Cancelled."),
+        202: OpenApiResponse(ExecutionSerializer, description="Cancellation under way."),
+        404: NOT_FOUND,
+        409: CONFLICT,
+    },
+)
+@api_view(["POST"])
+def execution_cancel(request, execution_id):
+    execution = get_execution(request, execution_id)
+    by = "its owner" if request.user.is_authenticated else "an API client"
+    if not execution.is_terminal:
+        execution.cancel(by=by)
+        execution.refresh_from_db()
+    if execution.is_terminal and execution.error_type != Execution.ErrorType.CANCELLED:
+        return conflict(
+            f"This execution already ended (status {execution.status}); there is nothing to cancel."
+        )
+    if execution.status == Execution.Status.CANCELLED:
+        return full(execution, request)
+    return full(execution, request, status.HTTP_202_ACCEPTED)
+
+
+@extend_schema(
+    summary="Run an execution again",
+    description=(
+        "Queues a new execution with the same script, version and input, under the current "
+        "limits. Counts against your rate limit like a new submission. The execution must "
+        "have ended (409 otherwise)."
+    ),
+    request=None,
+    parameters=[EXECUTION_ID],
+    responses={
+        202: AcceptedSerializer,
+        404: NOT_FOUND,
+        409: CONFLICT,
+        429: THROTTLED,
+    },
+)
+@api_view(["POST"])
+def execution_retry(request, execution_id):
+    original = get_execution(request, execution_id)
+    if not original.is_terminal:
+        return conflict(
+            f"This execution is still {original.status}; wait for it to end or cancel it first."
+        )
+    problems = submission_errors(original.script, original.python_version, original.stdin)
+    if problems:
+        return conflict("This execution cannot run again: " + " ".join(problems.values()))
+    refusal = throttling.check_submission(request)
+    if refusal:
+        return too_many(refusal)
+    return accepted(original.retry(**caller_fields(request)), request)
+
+
+# --- Limits, runtimes, examples --------------------------------------------------------------
+
+
+@extend_schema(
+    summary="The limits in force and the Python versions available", responses=K8sLimitsSerializer
+)
+@api_view(["GET"])
+def k8s_limits(request):
+    lim = limits.current()
+    versions = runtimes.versions()
+    memory = f"{lim.memory_mib}Mi"
+    data = {
+        "cpu_limit": lim.cpu_limit,
+        "cpu_request": lim.cpu_request,
+        "memory_limit": memory,
+        "memory_request": memory,
+        "execution_timeout": math.ceil(lim.wall_time_s),
+        "supported_runtimes": versions,
+        "python_versions": versions,
+        "default_python_version": runtimes.default_version(),
+        "backend": settings.EXECUTION_BACKEND,
+        **{k: v for k, v in lim.to_dict().items() if k not in ("cpu_limit", "cpu_request")},
+        "network": False,
+    }
+    return Response(K8sLimitsSerializer(data).data)
+
+
+@extend_schema(summary="The Python versions available", responses=RuntimesSerializer)
+@api_view(["GET"])
+def runtime_list(request):
+    default = runtimes.default_version()
+    versions = [{"version": v, "default": v == default} for v in runtimes.versions()]
+    return Response({"default": default, "versions": versions})
+
+
+@extend_schema(summary="Example scripts", responses=ExampleSerializer(many=True))
+@api_view(["GET"])
+def example_list(request):
+    return Response(ExampleSerializer(examples.EXAMPLES, many=True).data)
+
+
+# --- Saved scripts ---------------------------------------------------------------------------
+
+
+class SavedScriptMixin:
+    serializer_class = SavedScriptSerializer
+    permission_classes = [permissions.IsAuthenticated]
+    lookup_field = "script_id"
+
+    def get_queryset(self):
+        return SavedScript.objects.filter(owner=self.request.user)
+
+    def get_object(self):
+        try:
+            uuid.UUID(self.kwargs[self.lookup_field])
+        except ValueError:
+            raise exceptions.NotFound("There is no saved script with that id.") from None
+        return super().get_object()
+
+    def save_or_name_taken(self, serializer, **fields):
+        try:
+            with transaction.atomic():
+                serializer.save(**fields)
+        except IntegrityError:
+            raise serializers.ValidationError(
+                {"name": ["You already have a saved script with this name. Pick another name."]}
+            ) from None
+
+
+UNAUTHORIZED = OpenApiResponse(DetailSerializer, description="Not signed in.")
+SCRIPT_NOT_FOUND = OpenApiResponse(DetailSerializer, description="No such saved script of yours.")
+
+
+@extend_schema_view(
+    get=extend_schema(
+        summary="Your saved scripts",
+        responses={200: SavedScriptSerializer(many=True), 401: UNAUTHORIZED},
+    ),
+    post=extend_schema(
+        summary="Save a script",
+        responses={201: SavedScriptSerializer, 400: VALIDATION_ERROR, 401: UNAUTHORIZED},
+    ),
+)
+class SavedScriptList(SavedScriptMixin, generics.ListCreateAPIView):
+    def perform_create(self, serializer):
+        self.save_or_name_taken(serializer, owner=self.request.user)
+
+
+@extend_schema_view(
+    get=extend_schema(
+        summary="A saved script",
+        responses={200: SavedScriptSerializer, 401: UNAUTHORIZED, 404: SCRIPT_NOT_FOUND},
+    ),
+    put=extend_schema(
+        summary="Replace a saved script",
+        responses={
+            200: SavedScriptSerializer,
+            400: VALIDATION_ERROR,
+            401: UNAUTHORIZED,
+            404: SCRIPT_NOT_FOUND,
+        },
+    ),
+    patch=extend_schema(
+        summary="Change a saved script",
+        responses={
+            200: SavedScriptSerializer,
+            400: VALIDATION_ERROR,
+            401: UNAUTHORIZED,
+            404: SCRIPT_NOT_FOUND,
+        },
+    ),
+    delete=extend_schema(
+        summary="Delete a saved script",
+        responses={204: None, 401: UNAUTHORIZED, 404: SCRIPT_NOT_FOUND},
+    ),
+)
+class SavedScriptDetail(SavedScriptMixin, generics.RetrieveUpdateDestroyAPIView):
+    def perform_update(self, serializer):
+        self.save_or_name_taken(serializer)
+
+
+# --- Anything else under /api/ -----------------------------------------------------------------
+
+
+@extend_schema(exclude=True)
+@api_view(["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"])
+def not_found(request, *args, **kwargs):
+    """A JSON 404 for unknown API paths (and no APPEND_SLASH redirect that would drop a POST)."""
+    path = request.path
+    alternative = path[:-1] if path.endswith("/") else path + "/"
+    try:
+        match = resolve(alternative)
+        hint = "" if match.func is not_found else f" Did you mean {alternative}?"
+    except Resolver404:
+        hint = ""
+    raise exceptions.NotFound(f"There is no API endpoint at {path}.{hint}")

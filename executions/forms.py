@@ -1,0 +1,87 @@
+from django import forms
+from django.templatetags.static import static
+
+from executions import runtimes
+from executions.models import SavedScript, submission_errors
+
+
+class RunForm(forms.Form):
+    """The editor: what to run. Validation is submission_errors(), shared with the API."""
+
+    script = forms.CharField(
+        required=False,
+        strip=False,
+        widget=forms.Textarea(
+            attrs={
+                "rows": 18,
+                "spellcheck": "false",
+                "autocapitalize": "off",
+                "data-editor": "",
+            }
+        ),
+    )
+    python_version = forms.CharField(required=False, label="Python version")
+    stdin = forms.CharField(
+        required=False,
+        strip=False,
+        label="Input (stdin)",
+        widget=forms.Textarea(attrs={"rows": 3, "spellcheck": "false"}),
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # editor.js links this stylesheet into the editor's shadow root.
+        self.fields["script"].widget.attrs["data-editor-css"] = static("css/editor.css")
+
+    def clean(self):
+        data = super().clean()
+        for field, message in submission_errors(
+            data.get("script", ""), data.get("python_version", ""), data.get("stdin", "")
+        ).items():
+            self.add_error(field, message)
+        return data
+
+    @staticmethod
+    def versions() -> list[str]:
+        return runtimes.versions()
+
+
+class SaveScriptForm(forms.ModelForm):
+    """Save the editor's content under a name (the owner is set by the view)."""
+
+    class Meta:
+        model = SavedScript
+        fields = ["name", "description", "script", "python_version"]
+        widgets = {"description": forms.Textarea(attrs={"rows": 2})}
+
+    def __init__(self, *args, owner=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.owner = owner
+        if "script" in self.fields:
+            # submission_errors() says what is wrong with an empty script, in its own words.
+            self.fields["script"].required = False
+            self.fields["script"].strip = False
+
+    def clean_name(self):
+        name = self.cleaned_data["name"].strip()
+        taken = SavedScript.objects.filter(owner=self.owner, name__iexact=name)
+        if self.instance.pk:
+            taken = taken.exclude(pk=self.instance.pk)
+        if taken.exists():
+            raise forms.ValidationError(f"You already have a script called “{name}”.")
+        return name
+
+    def clean(self):
+        data = super().clean()
+        if "script" in self.fields:
+            for field, message in submission_errors(
+                data.get("script", ""), data.get("python_version", ""), ""
+            ).items():
+                if field in self.fields:
+                    self.add_error(field, message)
+        return data
+
+
+class RenameScriptForm(SaveScriptForm):
+    class Meta(SaveScriptForm.Meta):
+        fields = ["name", "description"]

@@ -1,0 +1,748 @@
+"""The kubernetes backend: every run is one Pod in a dedicated namespace.
+
+Per run: create the Pod, then a ConfigMap owned by it holding the script, its stdin and the
+in-pod wrapper (k8s_wrapper.py); watch the Pod (list, then watch from that resourceVersion,
+resuming after 410 Gone or a dropped stream) to a terminal state; read its log with a byte cap;
+parse the wrapper's envelope; delete the Pod and ConfigMap whatever happened.
+
+Why the Pod comes first: the ConfigMap's ownerReference needs the Pod's uid, so a ConfigMap
+can never outlive its Pod even if this worker dies between the two calls (the garbage collector
+removes it). The kubelet mounts a ConfigMap volume only after scheduling, and retries when it is
+not there yet; the ConfigMap is created a few milliseconds after the Pod, well before.
+
+This is the only module that imports the kubernetes client. Configuration (in-cluster, else
+KUBECONFIG) is loaded on first use, so the module imports on a machine with no cluster.
+"""
+
+import base64
+import binascii
+import json
+import logging
+import math
+import re
+import secrets
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import urllib3
+from django.conf import settings
+from kubernetes import client
+from kubernetes import config as kube_config
+from kubernetes.client.rest import ApiException
+
+from executions.sandbox.base import (
+    CANCELLED,
+    COMPLETED,
+    FAILED,
+    MEMORY_LIMIT,
+    OUTPUT_LIMIT,
+    SCRIPT_ERROR,
+    TIMEOUT,
+    Backend,
+    RunResult,
+    RunSpec,
+    system_error,
+)
+
+log = logging.getLogger(__name__)
+
+WRAPPER_SOURCE = (Path(__file__).parent / "k8s_wrapper.py").read_text()
+APP_LABEL = "app.kubernetes.io/name"
+APP = "integr8s-execution"
+INSTALLATION_LABEL = "integr8s/installation"
+RUN_LABEL = "integr8s/execution-id"
+CODE_DIR = "/integr8s"
+RUN_AS = 65534  # nobody: a fixed non-root uid, as on the local backend, not the app's 10001
+MIB = 1024 * 1024
+WRAPPER_MEMORY = 16 * MIB  # the wrapper's own interpreter, on top of the script's allowance
+WATCH_READ_TIMEOUT_S = 1  # how often a quiet watch wakes up to look at cancel and deadlines
+RUN_GRACE_S = 10  # beyond the wall limit, before the backend stops waiting for the wrapper
+IMAGE_ERRORS = {
+    "ErrImagePull": "the image could not be pulled",
+    "ImagePullBackOff": "the image could not be pulled",
+    "InvalidImageName": "the image name is invalid",
+    "ErrImageNeverPull": "the image is not on the node and may not be pulled",
+    "CreateContainerConfigError": "the container could not be configured",
+    "CreateContainerError": "the container could not be created",
+    "RunContainerError": "the container could not be started",
+}
+NAME_OK = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+
+
+class Stop(Exception):
+    """Ends a run early with a ready result."""
+
+    def __init__(self, result: RunResult):
+        self.result = result
+
+
+def label_value(run_id: str) -> str:
+    value = run_id.lower()
+    return value if NAME_OK.fullmatch(value) else uuid.uuid5(uuid.NAMESPACE_URL, run_id).hex
+
+
+def parse_node_selector(text: str) -> dict[str, str]:
+    pairs = {}
+    for item in filter(None, (i.strip() for i in (text or "").split(","))):
+        key, _, value = item.partition("=")
+        pairs[key.strip()] = value.strip()
+    return pairs
+
+
+def describe_api_error(exc: Exception, doing: str) -> str:
+    if isinstance(exc, ApiException):
+        detail = exc.reason or ""
+        try:
+            detail = json.loads(exc.body or "{}").get("message") or detail
+        except (TypeError, ValueError):
+            pass
+        hint = {
+            401: "the worker's credentials were rejected",
+            403: "the worker's service account is not allowed to do this (check its Role)",
+            404: "the namespace or object does not exist",
+            409: "an object with the same name already exists",
+        }.get(exc.status, "the Kubernetes API failed")
+        return f"The sandbox could not be started: {doing} failed ({exc.status}: {hint}). {detail}"
+    return (
+        f"The sandbox could not be started: {doing} failed,"
+        f" the Kubernetes API is unreachable ({exc})."
+    )
+
+
+def parse_envelope(log_bytes: bytes, nonce: str) -> tuple[bytes, bytes, dict | None]:
+    """The script's stdout, stderr and the wrapper's result from a pod log.
+
+    Only lines carrying this run's nonce count, and only the last result line: the wrapper
+    writes it after every process of the script is gone.
+    """
+    prefix = nonce.encode() + b":"
+    out, err, result = [], [], None
+    for line in log_bytes.split(b"\n"):
+        if not line.startswith(prefix):
+            continue
+        kind, _, payload = line[len(prefix) :].partition(b":")
+        try:
+            data = base64.b64decode(payload, validate=True)
+        except (binascii.Error, ValueError):
+            continue
+        if kind == b"O":
+            out.append(data)
+        elif kind == b"E":
+            err.append(data)
+        elif kind == b"R":
+            try:
+                parsed = json.loads(data)
+            except ValueError:
+                continue
+            if isinstance(parsed, dict):
+                result = parsed
+    return b"".join(out), b"".join(err), result
+
+
+def log_cap(spec: RunSpec) -> int:
+    """Bytes of pod log a run can honestly produce: base64 output plus line overheads."""
+    lim = spec.limits
+    lines = lim.output_bytes // 4096 + int(lim.wall_time_s * 50 * 2) + 100
+    return math.ceil(lim.output_bytes * 4 / 3) + lines * 80 + 64 * 1024
+
+
+class KubernetesBackend(Backend):
+    name = "kubernetes"
+
+    def __init__(self, api=None, api_client=None, **options):
+        """api: a CoreV1Api, or api_client: an ApiClient (tests); else configured on first use.
+
+        options override settings: namespace, installation, runtime_class, node_selector,
+        tolerations, start_timeout_s, host_users.
+        """
+        self._api = api or (client.CoreV1Api(api_client) if api_client else None)
+        self._lock = threading.Lock()
+        tolerations = options.get("tolerations", settings.K8S_TOLERATIONS)
+        if isinstance(tolerations, str):
+            tolerations = json.loads(tolerations) if tolerations.strip() else []
+        node_selector = options.get("node_selector", settings.K8S_NODE_SELECTOR)
+        if isinstance(node_selector, str):
+            node_selector = parse_node_selector(node_selector)
+        self.namespace = options.get("namespace", settings.K8S_NAMESPACE)
+        self.installation = options.get("installation", settings.SANDBOX_NAME)
+        self.runtime_class = options.get("runtime_class", settings.K8S_RUNTIME_CLASS)
+        self.node_selector = node_selector
+        self.tolerations = tolerations
+        self.start_timeout_s = float(options.get("start_timeout_s", settings.K8S_START_TIMEOUT_S))
+        self.host_users = bool(options.get("host_users", settings.K8S_HOST_USERS))
+
+    # --- the API ------------------------------------------------------------------------------
+
+    @property
+    def api(self):
+        if self._api is None:
+            with self._lock:
+                if self._api is None:
+                    configuration = client.Configuration()
+                    try:
+                        kube_config.load_incluster_config(client_configuration=configuration)
+                    except kube_config.ConfigException:
+                        kube_config.load_kube_config(client_configuration=configuration)
+                    self._api = client.CoreV1Api(client.ApiClient(configuration))
+        return self._api
+
+    def _call(self, method, *args, **kwargs):
+        """A raw API call: the decoded JSON body (dicts, not models)."""
+        resp = getattr(self.api, method)(*args, _preload_content=False, **kwargs)
+        try:
+            data = resp.data
+        finally:
+            resp.release_conn()
+        return json.loads(data) if data else {}
+
+    # --- what a run creates -------------------------------------------------------------------
+
+    def labels(self, spec: RunSpec) -> dict[str, str]:
+        return {
+            APP_LABEL: APP,
+            "app.kubernetes.io/managed-by": "integr8s",
+            INSTALLATION_LABEL: self.installation,
+            RUN_LABEL: label_value(spec.run_id),
+        }
+
+    def manifests(self, spec: RunSpec, nonce: str = "", suffix: str = "") -> list[dict]:
+        """The Pod and ConfigMap a run creates (the ConfigMap's ownerReference is added later)."""
+        nonce = nonce or secrets.token_hex(16)
+        suffix = suffix or secrets.token_hex(3)
+        run = label_value(spec.run_id or uuid.uuid4().hex)
+        name = f"{self.installation}-run-{run}"[:55].rstrip("-") + f"-{suffix}"
+        lim = spec.limits
+        labels = self.labels(spec) | {RUN_LABEL: run}
+        memory = lim.memory_bytes + WRAPPER_MEMORY
+        ephemeral = lim.tmp_bytes + 2 * log_cap(spec) + 16 * MIB
+        wrapper_limits = {
+            "wall_time_s": lim.wall_time_s,
+            "cpu_time_s": lim.cpu_time_s,
+            "processes": lim.processes,
+            "output_bytes": lim.output_bytes,
+            "memory_bytes": lim.memory_bytes,
+        }
+        container = {
+            "name": "script",
+            "image": spec.runtime.image or f"python:{spec.runtime.version}-slim",
+            "imagePullPolicy": "IfNotPresent",
+            "command": ["python3", "-u", "-S", f"{CODE_DIR}/wrapper.py"],
+            "workingDir": "/tmp",
+            "env": [
+                {"name": "INTEGR8S_NONCE", "value": nonce},
+                {
+                    "name": "INTEGR8S_LIMITS",
+                    "value": ",".join(f"{k}={v}" for k, v in wrapper_limits.items()),
+                },
+                {"name": "PYTHONUNBUFFERED", "value": "1"},
+                {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
+                {"name": "HOME", "value": "/tmp"},
+            ],
+            "resources": {
+                "requests": {
+                    "cpu": lim.cpu_request,
+                    "memory": str(memory),
+                    "ephemeral-storage": str(ephemeral),
+                },
+                "limits": {
+                    "cpu": lim.cpu_limit,
+                    "memory": str(memory),
+                    "ephemeral-storage": str(ephemeral),
+                },
+            },
+            "securityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": RUN_AS,
+                "runAsGroup": RUN_AS,
+                "allowPrivilegeEscalation": False,
+                "privileged": False,
+                "readOnlyRootFilesystem": True,
+                "capabilities": {"drop": ["ALL"]},
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "volumeMounts": [
+                {"name": "code", "mountPath": CODE_DIR, "readOnly": True},
+                {"name": "tmp", "mountPath": "/tmp"},
+            ],
+            "terminationMessagePolicy": "File",
+        }
+        pod_spec = {
+            "restartPolicy": "Never",
+            "activeDeadlineSeconds": math.ceil(lim.wall_time_s + self.start_timeout_s)
+            + RUN_GRACE_S,
+            "terminationGracePeriodSeconds": 1,
+            "automountServiceAccountToken": False,
+            "enableServiceLinks": False,
+            "hostNetwork": False,
+            "hostPID": False,
+            "hostIPC": False,
+            "securityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": RUN_AS,
+                "runAsGroup": RUN_AS,
+                "fsGroup": RUN_AS,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "containers": [container],
+            "volumes": [
+                {
+                    "name": "code",
+                    "configMap": {"name": name, "defaultMode": 0o444},
+                },
+                {
+                    # A tmpfs of exactly sizeLimit: writing more fails with ENOSPC, and what
+                    # is written counts against the memory limit, as on the local backend.
+                    "name": "tmp",
+                    "emptyDir": {"medium": "Memory", "sizeLimit": str(lim.tmp_bytes)},
+                },
+            ],
+        }
+        if self.runtime_class:
+            pod_spec["runtimeClassName"] = self.runtime_class
+        if not self.host_users:
+            pod_spec["hostUsers"] = False
+        if self.node_selector:
+            pod_spec["nodeSelector"] = dict(self.node_selector)
+        if self.tolerations:
+            pod_spec["tolerations"] = list(self.tolerations)
+        metadata = {
+            "name": name,
+            "namespace": self.namespace,
+            "labels": labels,
+            "annotations": {"integr8s/python-version": spec.runtime.version},
+        }
+        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": pod_spec}
+        config_map = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": name, "namespace": self.namespace, "labels": dict(labels)},
+            "immutable": True,
+            "data": {"wrapper.py": WRAPPER_SOURCE, "script.py": spec.script, "stdin": spec.stdin},
+        }
+        return [pod, config_map]
+
+    # --- a run --------------------------------------------------------------------------------
+
+    def run(self, spec: RunSpec, cancel: threading.Event) -> RunResult:
+        nonce = secrets.token_hex(16)
+        pod, config_map = self.manifests(spec, nonce=nonce)
+        name = pod["metadata"]["name"]
+        created = None
+        extra = {"pod": name, "namespace": self.namespace}
+        try:
+            try:
+                created = self._call("create_namespaced_pod", self.namespace, pod)
+            except (ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
+                return system_error(spec, describe_api_error(exc, "creating the pod"), extra=extra)
+            except kube_config.ConfigException as exc:
+                return system_error(
+                    spec,
+                    f"The sandbox could not be started: no Kubernetes configuration ({exc}).",
+                    extra=extra,
+                )
+            owner = {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "name": name,
+                "uid": created.get("metadata", {}).get("uid", ""),
+                "blockOwnerDeletion": False,
+            }
+            config_map["metadata"]["ownerReferences"] = [owner]
+            try:
+                self._call("create_namespaced_config_map", self.namespace, config_map)
+            except (ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
+                return system_error(
+                    spec, describe_api_error(exc, "creating the script's ConfigMap"), extra=extra
+                )
+            return self._follow(spec, name, nonce, cancel, extra)
+        except Stop as stop:
+            return stop.result
+        except Exception as exc:  # never raise for the platform's failures
+            log.exception("kubernetes run %s failed", name)
+            return system_error(spec, f"The sandbox failed unexpectedly: {exc}", extra=extra)
+        finally:
+            if created is not None:
+                self._delete(name)
+
+    def _delete(self, name: str) -> None:
+        for method in ("delete_namespaced_pod", "delete_namespaced_config_map"):
+            try:
+                self._call(method, name, self.namespace, grace_period_seconds=0)
+            except ApiException as exc:
+                if exc.status != 404:
+                    log.warning("could not delete %s %s: %s", method, name, exc)
+            except Exception as exc:
+                log.warning("could not delete %s %s: %s", method, name, exc)
+
+    def _follow(self, spec, name, nonce, cancel, extra) -> RunResult:
+        started = time.monotonic()
+        start_deadline = started + self.start_timeout_s
+        run_deadline = None
+        running_at = None
+        last_pod = None
+        for pod in self._watch(spec, name, cancel):
+            last_pod = pod
+            now = time.monotonic()
+            if pod is not None:
+                state = self._state(pod)
+                if state == "running" and running_at is None:
+                    running_at = now
+                    extra["start_seconds"] = round(now - started, 3)
+                    run_deadline = now + spec.limits.wall_time_s + RUN_GRACE_S
+                if state == "terminal":
+                    if running_at is None:
+                        extra["start_seconds"] = round(now - started, 3)
+                    return self._finish(spec, name, nonce, pod, extra)
+                problem = self._start_problem(pod)
+                if problem:
+                    return system_error(spec, problem, extra=extra)
+            if cancel.is_set():
+                self._delete(name)
+                return RunResult(
+                    status=CANCELLED,
+                    error_type=CANCELLED,
+                    reason="The run was cancelled.",
+                    python_version=spec.runtime.version,
+                    extra=extra,
+                )
+            if running_at is None and now > start_deadline:
+                waiting = self._waiting_reason(last_pod) if last_pod else ""
+                return system_error(
+                    spec,
+                    f"The sandbox did not start within {self.start_timeout_s:g} s"
+                    + (f" ({waiting})." if waiting else "."),
+                    extra=extra,
+                )
+            if run_deadline is not None and now > run_deadline:
+                result = self._finish(spec, name, nonce, last_pod, extra, timed_out=True)
+                return result
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _watch(self, spec, name, cancel):
+        """Yield the pod each time it changes, and None at least every second (list + watch).
+
+        Resumes from the last resourceVersion after a dropped stream, and lists again after
+        410 Gone. Gives up with a system error after repeated API failures.
+        """
+        failures = 0
+        resource_version = None
+        while True:
+            try:
+                if resource_version is None:
+                    listed = self._call(
+                        "list_namespaced_pod",
+                        self.namespace,
+                        field_selector=f"metadata.name={name}",
+                    )
+                    resource_version = listed.get("metadata", {}).get("resourceVersion")
+                    pods = [p for p in listed.get("items", []) if self._is(p, name)]
+                    yield pods[0] if pods else None
+                resp = self.api.list_namespaced_pod(
+                    self.namespace,
+                    field_selector=f"metadata.name={name}",
+                    watch=True,
+                    allow_watch_bookmarks=True,
+                    resource_version=resource_version,
+                    timeout_seconds=max(1, int(self.start_timeout_s)),
+                    _preload_content=False,
+                    _request_timeout=(5, WATCH_READ_TIMEOUT_S),
+                )
+                failures = 0
+                try:
+                    for event in self._events(resp):
+                        kind, obj = event.get("type"), event.get("object") or {}
+                        if kind == "ERROR":
+                            if obj.get("code") == 410:
+                                resource_version = None  # expired: list again
+                                break
+                            raise ApiException(status=obj.get("code"), reason=obj.get("message"))
+                        version = obj.get("metadata", {}).get("resourceVersion")
+                        if version:
+                            resource_version = version
+                        if kind == "BOOKMARK" or not self._is(obj, name):
+                            yield None
+                            continue
+                        if kind == "DELETED":
+                            raise Stop(
+                                system_error(spec, "The sandbox pod was deleted by someone else.")
+                            )
+                        yield obj
+                finally:
+                    resp.release_conn()
+                yield None  # the stream ended: look at cancel and deadlines, then watch again
+            except (urllib3.exceptions.ReadTimeoutError, urllib3.exceptions.ProtocolError):
+                yield None  # a quiet or dropped stream: resume from the last version
+            except ApiException as exc:
+                if exc.status == 410:
+                    resource_version = None
+                    continue
+                failures += 1
+                if failures >= 5 or exc.status in (401, 403, 404):
+                    raise Stop(
+                        system_error(spec, describe_api_error(exc, "watching the pod"))
+                    ) from exc
+                time.sleep(min(0.2 * failures, 1))
+                yield None
+            except (urllib3.exceptions.HTTPError, OSError) as exc:
+                failures += 1
+                if failures >= 5:
+                    raise Stop(
+                        system_error(spec, describe_api_error(exc, "watching the pod"))
+                    ) from exc
+                time.sleep(min(0.2 * failures, 1))
+                yield None
+            if cancel.is_set():
+                yield None
+
+    @staticmethod
+    def _events(resp):
+        buffer = b""
+        for chunk in resp.stream(amt=None, decode_content=False):
+            buffer += chunk
+            while b"\n" in buffer:
+                line, buffer = buffer.split(b"\n", 1)
+                if line.strip():
+                    try:
+                        yield json.loads(line)
+                    except ValueError:
+                        continue
+        if buffer.strip():
+            try:
+                yield json.loads(buffer)
+            except ValueError:
+                pass
+
+    def _is(self, pod: dict, name: str) -> bool:
+        meta = pod.get("metadata", {})
+        return meta.get("name") == name and meta.get("namespace", self.namespace) == self.namespace
+
+    @staticmethod
+    def _container(pod: dict) -> dict:
+        statuses = (pod.get("status") or {}).get("containerStatuses") or []
+        return statuses[0] if statuses else {}
+
+    def _state(self, pod: dict) -> str:
+        status = pod.get("status") or {}
+        if status.get("phase") in ("Succeeded", "Failed"):
+            return "terminal"
+        state = self._container(pod).get("state") or {}
+        if "terminated" in state:
+            return "terminal"
+        if "running" in state:
+            return "running"
+        return "pending"
+
+    def _waiting_reason(self, pod: dict) -> str:
+        waiting = (self._container(pod).get("state") or {}).get("waiting") or {}
+        if waiting.get("reason"):
+            return f"{waiting['reason']}: {waiting.get('message', '')}".strip(": ")
+        for cond in (pod.get("status") or {}).get("conditions") or []:
+            if cond.get("status") == "False" and cond.get("reason"):
+                return f"{cond['reason']}: {cond.get('message', '')}".strip(": ")
+        return (pod.get("status") or {}).get("phase", "")
+
+    def _start_problem(self, pod: dict) -> str:
+        """Why this pending pod will never run, in words, or ''."""
+        waiting = (self._container(pod).get("state") or {}).get("waiting") or {}
+        reason = waiting.get("reason", "")
+        if reason in IMAGE_ERRORS:
+            image = self._container(pod).get("image") or pod["spec"]["containers"][0]["image"]
+            return (
+                f"The sandbox could not start: {IMAGE_ERRORS[reason]} ({reason}, image {image})."
+                f" {waiting.get('message', '')}"
+            ).strip()
+        for cond in (pod.get("status") or {}).get("conditions") or []:
+            if (
+                cond.get("type") == "PodScheduled"
+                and cond.get("status") == "False"
+                and cond.get("reason") == "Unschedulable"
+            ):
+                return (
+                    "The sandbox could not start: no node in the cluster can run it"
+                    f" (Unschedulable). {cond.get('message', '')}"
+                ).strip()
+        return ""
+
+    def _read_log(self, spec: RunSpec, name: str) -> tuple[bytes, bool]:
+        cap = log_cap(spec)
+        try:
+            resp = self.api.read_namespaced_pod_log(
+                name,
+                self.namespace,
+                container="script",
+                limit_bytes=cap,
+                _preload_content=False,
+                _request_timeout=(5, 30),
+            )
+            try:
+                data = resp.data or b""
+            finally:
+                resp.release_conn()
+        except (ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
+            log.warning("could not read the log of %s: %s", name, exc)
+            return b"", False
+        return data[:cap], len(data) >= cap
+
+    def _finish(self, spec, name, nonce, pod, extra, timed_out=False) -> RunResult:
+        raw, log_full = self._read_log(spec, name)
+        return self.classify(spec, pod, raw, nonce, extra, timed_out=timed_out, log_full=log_full)
+
+    def classify(
+        self, spec, pod, raw, nonce, extra=None, timed_out=False, log_full=False
+    ) -> RunResult:
+        """The run's result from its pod (as the API returns it) and its log."""
+        extra = extra or {}
+        out, err, result = parse_envelope(raw, nonce)
+        status = (pod or {}).get("status") or {}
+        terminated = (self._container(pod or {}).get("state") or {}).get("terminated") or {}
+        exit_code = terminated.get("exitCode")
+        limits = spec.limits
+        base = dict(
+            output=out.decode("utf-8", "replace"),
+            errors=err.decode("utf-8", "replace"),
+            python_version=spec.runtime.version,
+            extra=extra | {"pod_reason": status.get("reason") or terminated.get("reason")},
+        )
+
+        if timed_out or status.get("reason") == "DeadlineExceeded":
+            return RunResult(
+                status=TIMEOUT,
+                error_type=TIMEOUT,
+                reason=f"The script ran longer than the {limits.wall_time_s:g} s time limit.",
+                wall_time_ms=int(limits.wall_time_s * 1000),
+                **base,
+            )
+        # The wrapper's word counts only if it ended on its own: a forged result line from the
+        # script cannot outlive a wrapper that was killed.
+        trusted = result is not None and exit_code == 0
+        if terminated.get("reason") == "OOMKilled" or (not trusted and exit_code == 137):
+            return self._memory(spec, base, result if trusted else None)
+        if not trusted:
+            if log_full:
+                return RunResult(
+                    status=FAILED,
+                    error_type=OUTPUT_LIMIT,
+                    output_truncated=True,
+                    reason="The script printed more than the output limit allows.",
+                    **base,
+                )
+            detail = terminated.get("reason") or status.get("reason") or status.get("phase")
+            return system_error(
+                spec,
+                f"The sandbox ended without reporting a result (exit code {exit_code},"
+                f" {detail or 'no reason given'}).",
+                **{k: v for k, v in base.items() if k != "python_version"},
+            )
+
+        usage = dict(
+            exit_code=result.get("exit_code"),
+            output_truncated=bool(result.get("output_truncated")),
+            errors_truncated=bool(result.get("errors_truncated")),
+            wall_time_ms=result.get("wall_time_ms"),
+            cpu_time_ms=result.get("cpu_time_ms"),
+            peak_memory_kb=result.get("peak_memory_kb"),
+        )
+        why = result.get("reason")
+        if why == "output_limit":
+            return RunResult(
+                status=FAILED,
+                error_type=OUTPUT_LIMIT,
+                reason=(
+                    f"The script printed more than the {limits.output_bytes // 1024} KiB"
+                    " output limit; it was stopped and its output cut."
+                ),
+                **usage,
+                **base,
+            )
+        if why == "wall_time":
+            return RunResult(
+                status=TIMEOUT,
+                error_type=TIMEOUT,
+                reason=f"The script ran longer than the {limits.wall_time_s:g} s time limit.",
+                **usage,
+                **base,
+            )
+        if why == "cpu_time":
+            return RunResult(
+                status=TIMEOUT,
+                error_type=TIMEOUT,
+                reason=f"The script used more than the {limits.cpu_time_s:g} s CPU time limit.",
+                **usage,
+                **base,
+            )
+        if why == "memory_limit":
+            return self._memory(spec, base, result)
+        if why == "terminated":
+            return system_error(
+                spec,
+                "The sandbox was stopped before the script finished.",
+                **usage,
+                **{k: v for k, v in base.items() if k != "python_version"},
+            )
+        code = usage["exit_code"]
+        return RunResult(
+            status=COMPLETED,
+            error_type=None if code == 0 else SCRIPT_ERROR,
+            reason="" if code == 0 else f"The script exited with code {code}.",
+            **usage,
+            **base,
+        )
+
+    @staticmethod
+    def _memory(spec, base, result) -> RunResult:
+        usage = {}
+        if result:
+            usage = {k: result.get(k) for k in ("wall_time_ms", "cpu_time_ms", "peak_memory_kb")}
+        return RunResult(
+            status=FAILED,
+            error_type=MEMORY_LIMIT,
+            exit_code=(result or {}).get("exit_code", 137),
+            reason=(
+                f"The script used more than the {spec.limits.memory_mib} MiB memory limit"
+                " and was stopped."
+            ),
+            **usage,
+            **base,
+        )
+
+    # --- the reaper ---------------------------------------------------------------------------
+
+    def cleanup_stale(self, live_run_ids: set[str] | None = None) -> int:
+        """Delete this installation's pods and ConfigMaps whose run is not in live_run_ids."""
+        live = {label_value(r) for r in (live_run_ids or ())}
+        selector = f"{APP_LABEL}={APP},{INSTALLATION_LABEL}={self.installation}"
+        removed = 0
+        for kind, lister, deleter in (
+            ("pod", "list_namespaced_pod", "delete_namespaced_pod"),
+            ("configmap", "list_namespaced_config_map", "delete_namespaced_config_map"),
+        ):
+            try:
+                items = self._call(lister, self.namespace, label_selector=selector).get("items", [])
+            except (ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
+                log.warning("reaper: could not list %ss: %s", kind, exc)
+                continue
+            for item in items:
+                labels = item.get("metadata", {}).get("labels") or {}
+                # Checked again here: a selector the server ignored must not widen the sweep.
+                if (
+                    labels.get(APP_LABEL) != APP
+                    or labels.get(INSTALLATION_LABEL) != self.installation
+                ):
+                    continue
+                if labels.get(RUN_LABEL) in live:
+                    continue
+                try:
+                    self._call(
+                        deleter, item["metadata"]["name"], self.namespace, grace_period_seconds=0
+                    )
+                    removed += 1
+                except ApiException as exc:
+                    if exc.status != 404:
+                        log.warning(
+                            "reaper: could not delete %s: %s", item["metadata"]["name"], exc
+                        )
+                except (urllib3.exceptions.HTTPError, OSError) as exc:
+                    log.warning("reaper: could not delete %s: %s", item["metadata"]["name"], exc)
+        return removed

@@ -1,0 +1,443 @@
+"""The local backend: each run in a bubblewrap sandbox, held by cgroups (or rlimits).
+
+How one run goes:
+
+1. A cgroup per run (memory, pids, cpu quota; usage read back at the end) is made under
+   /sys/fs/cgroup/<controller>/<SANDBOX_NAME>/<run> (v1) or /sys/fs/cgroup/<SANDBOX_NAME>/<run>
+   (v2). Where neither is writable, rlimits stand in (one warning per process).
+2. /bin/sh joins that cgroup by writing "0" to its cgroup.procs files, sets rlimits, and
+   execs bubblewrap, so the sandbox and everything it starts are inside before the script runs.
+   No preexec_fn: the worker runs several sandboxes from threads.
+3. bubblewrap unshares every namespace, maps a non-root uid, binds read-only only /usr (with the
+   /bin, /lib ... links) and the interpreter's prefix, and gives a size-capped /tmp. The script
+   arrives through a memfd (bound read-only at /scripts/script.py), stdin through another, so a
+   run leaves no files behind.
+4. One loop waits on stdout, stderr, the process (pidfd), the wall clock and the cancel event.
+   Killing bubblewrap's monitor kills its pid-1 (--die-with-parent), which takes the whole pid
+   namespace with it; the cgroup is then emptied and removed.
+"""
+
+import contextlib
+import logging
+import math
+import os
+import re
+import selectors
+import shlex
+import signal
+import subprocess
+import threading
+import time
+import uuid
+
+from django.conf import settings
+
+from executions.limits import human_bytes
+from executions.sandbox._local_cgroup import Hierarchy, RunCgroup, find_hierarchy
+from executions.sandbox.base import (
+    CANCELLED,
+    COMPLETED,
+    FAILED,
+    MEMORY_LIMIT,
+    OUTPUT_LIMIT,
+    SCRIPT_ERROR,
+    SYSTEM_ERROR,
+    TIMEOUT,
+    Backend,
+    RunResult,
+    RunSpec,
+    system_error,
+)
+
+log = logging.getLogger(__name__)
+
+BWRAP = "bwrap"
+SH = "/bin/sh"
+SCRIPT_PATH = "/scripts/script.py"
+SANDBOX_UID = 65534  # nobody
+SANDBOX_ENV = {
+    "PATH": "/usr/local/bin:/usr/bin:/bin",
+    "LANG": "C.UTF-8",
+    "PYTHONUNBUFFERED": "1",
+    "PYTHONDONTWRITEBYTECODE": "1",
+    "HOME": "/tmp",
+}
+# What sh and bwrap themselves see: nothing of the worker's environment reaches the sandbox,
+# not even through /proc/1/environ of bubblewrap's pid-1.
+LAUNCH_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+# Merged-/usr systems have these as links into /usr; older ones as real directories.
+ROOT_DIRS = ("/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32")
+PROC_COVERS = (
+    "/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus", "/proc/fs", "/proc/pressure",
+)
+OPEN_FILES = 256
+KILL_GRACE_S = 1.0  # after a kill, how long to keep reading what was already printed
+READ_CHUNK = 65536
+LAUNCH_FAILED = 125  # the launcher could not join the cgroup or set a limit
+
+_warned_rlimits = False
+_warn_lock = threading.Lock()
+
+
+def _warn_once(message: str) -> None:
+    global _warned_rlimits
+    with _warn_lock:
+        if not _warned_rlimits:
+            _warned_rlimits = True
+            log.warning(message)
+
+
+def _run_name(run_id: str) -> str:
+    name = re.sub(r"[^A-Za-z0-9_.-]", "", run_id or "")[:64].lstrip(".")
+    return name or uuid.uuid4().hex
+
+
+def _memfd(name: str, data: bytes) -> int:
+    fd = os.memfd_create(name, os.MFD_CLOEXEC)
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
+
+
+class _Output:
+    """stdout and stderr, capped together."""
+
+    def __init__(self, cap: int):
+        self.cap = cap
+        self.total = 0
+        self.chunks = {"out": [], "err": []}
+        self.truncated = {"out": False, "err": False}
+
+    def add(self, stream: str, data: bytes) -> bool:
+        """Keep data up to the cap; False once the cap is passed."""
+        room = self.cap - self.total
+        if len(data) > room:
+            self.chunks[stream].append(data[: max(room, 0)])
+            self.total = self.cap
+            self.truncated[stream] = True
+            return False
+        self.chunks[stream].append(data)
+        self.total += len(data)
+        return True
+
+    def text(self, stream: str) -> str:
+        return b"".join(self.chunks[stream]).decode("utf-8", errors="replace")
+
+
+class LocalBackend(Backend):
+    name = "local"
+
+    def __init__(self, cgroup_root: str | None = "/sys/fs/cgroup", name: str | None = None):
+        """cgroup_root=None (or a path that is not a writable cgroup tree) means rlimits only."""
+        self.sandbox_name = name or settings.SANDBOX_NAME
+        self.hierarchy: Hierarchy | None = find_hierarchy(cgroup_root or "", self.sandbox_name)
+        if self.hierarchy is None:
+            _warn_once(
+                "No writable cgroup tree (tried %r): the local sandbox limits memory, "
+                "processes and CPU with rlimits only, which are per process and weaker."
+                % cgroup_root
+            )
+        self.mode = self.hierarchy.version if self.hierarchy else "rlimits"
+        self.base_args = self._base_args()
+        # Run as root, bubblewrap maps the sandbox's uid to host uid 0 (without capabilities).
+        # The kernel lets that uid write root-owned 0644 sysctls, which bubblewrap does not
+        # cover in that case, so /proc/sys and friends are bound read-only over the new /proc.
+        self.proc_covers = []
+        for path in PROC_COVERS:
+            if os.path.exists(path):
+                self.proc_covers += ["--ro-bind", path, path]
+
+    # --- the sandbox command -----------------------------------------------------------
+
+    @staticmethod
+    def _base_args() -> list[str]:
+        args = [
+            BWRAP,
+            "--unshare-all",
+            "--unshare-user",  # --unshare-all only tries; we insist
+            "--disable-userns",
+            "--cap-drop", "ALL",
+            "--die-with-parent",
+            "--new-session",
+            "--clearenv",
+            "--uid", str(SANDBOX_UID),
+            "--gid", str(SANDBOX_UID),
+            "--hostname", "sandbox",
+            "--ro-bind", "/usr", "/usr",
+        ]  # fmt: skip
+        for path in ROOT_DIRS:
+            if os.path.islink(path):
+                args += ["--symlink", os.readlink(path), path]
+            elif os.path.isdir(path):
+                args += ["--ro-bind", path, path]
+        for name, value in SANDBOX_ENV.items():
+            args += ["--setenv", name, value]
+        return args
+
+    def command(self, spec: RunSpec, script_fd: int) -> list[str]:
+        prefix = spec.runtime.prefix
+        limits = spec.limits
+        shm_bytes = max(limits.tmp_bytes // 4, 1024 * 1024)
+        return self.base_args + [
+            "--ro-bind", prefix, prefix,
+            "--proc", "/proc",
+            *self.proc_covers,
+            "--dev", "/dev",
+            "--size", str(limits.tmp_bytes), "--tmpfs", "/tmp",
+            "--size", str(shm_bytes), "--tmpfs", "/dev/shm",
+            "--perms", "0444", "--ro-bind-data", str(script_fd), SCRIPT_PATH,
+            "--remount-ro", "/dev",
+            "--remount-ro", "/",
+            "--chdir", "/tmp",
+            spec.runtime.executable, "-u", "-B", "-I", "-S", SCRIPT_PATH,
+        ]  # fmt: skip
+
+    def launcher(self, spec: RunSpec, join_paths: list[str]) -> str:
+        """The sh program that joins the cgroup, sets rlimits and execs bubblewrap ("$@").
+
+        If a step fails it exits LAUNCH_FAILED before anything of the script has run.
+        """
+        limits = spec.limits
+        steps = [f"echo 0 > {shlex.quote(path)}" for path in join_paths]
+        steps += [
+            # SIGXCPU at the limit says "CPU time" unambiguously; SIGKILL a second later.
+            f"ulimit -S -t {math.ceil(limits.cpu_time_s)}",
+            f"ulimit -H -t {math.ceil(limits.cpu_time_s) + 1}",
+            f"ulimit -f {max(limits.tmp_bytes // 512, 1)}",  # dash counts 512-byte blocks
+            "ulimit -c 0",
+            f"ulimit -n {OPEN_FILES}",
+        ]
+        if not join_paths:  # no cgroup: per-process limits are all there is
+            steps += [
+                f"ulimit -v {limits.memory_bytes // 1024}",
+                f"ulimit -p {limits.processes + 2}",
+            ]
+        return "{ %s; } || exit %d; exec \"$@\"" % (" && ".join(steps), LAUNCH_FAILED)
+
+    # --- one run -------------------------------------------------------------------------
+
+    def run(self, spec: RunSpec, cancel: threading.Event) -> RunResult:
+        executable = spec.runtime.executable
+        if not executable or not os.access(executable, os.X_OK):
+            return system_error(
+                spec,
+                f"Python {spec.runtime.version} is not installed on this server "
+                f"({executable or 'no interpreter configured'}).",
+            )
+        name = _run_name(spec.run_id)
+        group: RunCgroup | None = None
+        fds: list[int] = []
+        try:
+            if self.hierarchy is not None:
+                try:
+                    group = self.hierarchy.create(name, spec.limits)
+                except FileExistsError:  # a crashed earlier attempt of the same run
+                    self.hierarchy.attach(name).remove()
+                    group = self.hierarchy.create(name, spec.limits)
+            script_fd = _memfd("script", spec.script.encode("utf-8", "surrogatepass"))
+            fds.append(script_fd)
+            stdin_fd = _memfd("stdin", (spec.stdin or "").encode("utf-8", "surrogatepass"))
+            fds.append(stdin_fd)
+            join_paths = group.join_paths if group else []
+            argv = [SH, "-c", self.launcher(spec, join_paths), "sandbox"]
+            argv += self.command(spec, script_fd)
+            return self._supervise(spec, argv, [script_fd], stdin_fd, group, cancel)
+        except OSError as exc:
+            log.exception("local sandbox failed to start run %s", name)
+            return system_error(spec, f"The sandbox could not start: {exc}")
+        finally:
+            for fd in fds:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            if group is not None:
+                if not group.remove():
+                    log.error("could not remove cgroup of run %s", name)
+
+    def _supervise(self, spec, argv, pass_fds, stdin_fd, group, cancel) -> RunResult:
+        limits = spec.limits
+        started = time.monotonic()
+        proc = subprocess.Popen(
+            argv,
+            stdin=stdin_fd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            pass_fds=pass_fds,
+            env=LAUNCH_ENV,
+            start_new_session=True,
+        )
+        output = _Output(limits.output_bytes)
+        stopped = ""  # why we killed it: cancelled, timeout, output_limit
+        pidfd = None
+        sel = selectors.DefaultSelector()
+        try:
+            with contextlib.suppress(OSError):
+                pidfd = os.pidfd_open(proc.pid)
+                sel.register(pidfd, selectors.EVENT_READ, "exit")
+            streams = {"out": proc.stdout, "err": proc.stderr}
+            for stream, pipe in streams.items():
+                os.set_blocking(pipe.fileno(), False)
+                sel.register(pipe, selectors.EVENT_READ, stream)
+            open_pipes = 2
+            exited = False
+            reaped = None
+            deadline = started + limits.wall_time_s
+            drain_until = None
+            while open_pipes or not exited:
+                now = time.monotonic()
+                if drain_until is not None:
+                    if now >= drain_until:
+                        break
+                    wait = drain_until - now
+                else:
+                    if cancel.is_set():
+                        stopped = CANCELLED
+                    elif now >= deadline:
+                        stopped = TIMEOUT
+                    if stopped:
+                        self._kill(proc, pidfd, group)
+                        drain_until = now + KILL_GRACE_S
+                        continue
+                    wait = min(0.1, deadline - now)
+                if pidfd is None and not exited:  # no pidfd (old kernel): look each pass
+                    pid, status, rusage = os.wait4(proc.pid, os.WNOHANG)
+                    if pid:
+                        reaped, exited = (status, rusage), True
+                for key, _ in sel.select(wait):
+                    if key.data == "exit":
+                        exited = True
+                        sel.unregister(key.fileobj)
+                        continue
+                    try:
+                        data = os.read(key.fileobj.fileno(), READ_CHUNK)
+                    except BlockingIOError:
+                        continue
+                    if not data:
+                        sel.unregister(key.fileobj)
+                        open_pipes -= 1
+                    elif not output.add(key.data, data) and not stopped:
+                        stopped = OUTPUT_LIMIT
+                        self._kill(proc, pidfd, group)
+                        drain_until = time.monotonic()  # nothing more is kept
+            if not exited or drain_until is not None:
+                self._kill(proc, pidfd, group)
+            if reaped is None:
+                _, status, rusage = os.wait4(proc.pid, 0)
+            else:
+                status, rusage = reaped
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            wall_ms = int((time.monotonic() - started) * 1000)
+        finally:
+            sel.close()
+            if pidfd is not None:
+                os.close(pidfd)
+            proc.stdout.close()
+            proc.stderr.close()
+            if proc.returncode is None:
+                proc.kill()
+                proc.wait()
+        if group is not None:
+            group.kill()  # anything left (nothing should be): gone before we measure
+            cpu_ms, peak_kb, oom = group.usage()
+        else:
+            cpu_ms = int((rusage.ru_utime + rusage.ru_stime) * 1000)
+            peak_kb, oom = rusage.ru_maxrss, False
+        return self._result(spec, proc.returncode, output, stopped, wall_ms, cpu_ms, peak_kb, oom)
+
+    @staticmethod
+    def _kill(proc, pidfd, group) -> None:
+        with contextlib.suppress(ProcessLookupError, OSError):
+            if pidfd is not None:
+                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+            else:
+                proc.kill()
+        if group is not None:
+            group.kill()
+
+    def _result(self, spec, returncode, output, stopped, wall_ms, cpu_ms, peak_kb, oom):
+        limits = spec.limits
+        out, err = output.text("out"), output.text("err")
+        exit_code = returncode if returncode >= 0 else 128 - returncode
+        result = RunResult(
+            status=COMPLETED,
+            exit_code=exit_code,
+            output=out,
+            errors=err,
+            output_truncated=output.truncated["out"],
+            errors_truncated=output.truncated["err"],
+            wall_time_ms=wall_ms,
+            cpu_time_ms=cpu_ms,
+            peak_memory_kb=peak_kb,
+            python_version=spec.runtime.version,
+            extra={"backend": self.name, "limits_by": self.mode},
+        )
+        cpu_limit_ms = limits.cpu_time_s * 1000
+        cpu_killed = exit_code == 128 + signal.SIGXCPU or (
+            exit_code == 128 + signal.SIGKILL
+            and cpu_ms is not None
+            and cpu_ms >= cpu_limit_ms * 0.9
+        )
+        if stopped == CANCELLED:
+            result.status, result.error_type = CANCELLED, CANCELLED
+            result.reason = "Cancelled before it finished."
+        elif stopped == OUTPUT_LIMIT:
+            result.status, result.error_type = FAILED, OUTPUT_LIMIT
+            result.reason = (
+                f"Stopped: printed more than {human_bytes(limits.output_bytes)} of output "
+                "(stdout and stderr together)."
+            )
+        elif stopped == TIMEOUT:
+            result.status, result.error_type = TIMEOUT, TIMEOUT
+            result.reason = f"Stopped: ran longer than {limits.wall_time_s:g} s."
+        elif exit_code != 0 and (oom or _memory_error(err)):
+            result.status, result.error_type = FAILED, MEMORY_LIMIT
+            result.reason = f"Stopped: used more than {human_bytes(limits.memory_bytes)} of memory."
+        elif cpu_killed:
+            result.status, result.error_type = TIMEOUT, TIMEOUT
+            result.reason = f"Stopped: used more than {limits.cpu_time_s:g} s of CPU time."
+        elif not out and (
+            (exit_code == 1 and err.startswith("bwrap: "))
+            or (exit_code == LAUNCH_FAILED and err.startswith("sandbox: "))
+        ):
+            log.error("local sandbox failed to start: %s", err.strip())
+            result.status, result.error_type = FAILED, SYSTEM_ERROR
+            result.exit_code = None
+            result.reason = f"The sandbox could not start: {err.strip().partition(': ')[2]}"
+        elif exit_code != 0:
+            result.error_type = SCRIPT_ERROR
+            if exit_code > 128:
+                result.reason = _signal_reason(exit_code)
+        return result
+
+    # --- housekeeping --------------------------------------------------------------------
+
+    def cleanup_stale(self, live_run_ids: set[str] | None = None) -> int:
+        if self.hierarchy is None:
+            return 0
+        live = {_run_name(r) for r in (live_run_ids or ())}
+        removed = 0
+        for name, group in self.hierarchy.leftovers().items():
+            if name in live:
+                continue
+            if group.remove():
+                removed += 1
+            else:
+                log.error("could not remove leftover sandbox cgroup %s", name)
+        if removed:
+            log.info("removed %d leftover sandbox cgroup(s)", removed)
+        return removed
+
+
+def _memory_error(errors: str) -> bool:
+    """Under rlimits (and rarely under cgroups) Python reports MemoryError instead of dying."""
+    tail = errors.rstrip().rsplit("\n", 1)[-1]
+    return tail.startswith("MemoryError")
+
+
+def _signal_reason(exit_code: int) -> str:
+    try:
+        name = signal.Signals(exit_code - 128).name
+    except ValueError:
+        return f"The script exited with code {exit_code}."
+    return f"The script was killed by signal {name}."

@@ -1,0 +1,276 @@
+"""API serializers: what a client may send, and what it gets back."""
+
+from django.urls import reverse
+from rest_framework import serializers
+
+from executions.models import Execution, SavedScript, submission_errors
+
+
+class StrictCharField(serializers.CharField):
+    """A CharField that refuses numbers and booleans instead of turning them into text."""
+
+    default_error_messages = {"invalid": "Must be a string (text in double quotes)."}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class NoUnknownFieldsMixin:
+    """Refuse fields the client may not set, so a typo ("stdinn") is not silently ignored."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict):
+            writable = [name for name, field in self.fields.items() if not field.read_only]
+            errors = {
+                str(key): [
+                    "This field is read-only."
+                    if key in self.fields
+                    else f"Unknown field. Allowed fields: {', '.join(writable)}."
+                ]
+                for key in data
+                if key not in writable
+            }
+            if errors:
+                raise serializers.ValidationError(errors)
+        return super().to_internal_value(data)
+
+
+class ExecuteSerializer(NoUnknownFieldsMixin, serializers.Serializer):
+    script = StrictCharField(
+        trim_whitespace=False, allow_blank=True, help_text="The Python source to run."
+    )
+    python_version = StrictCharField(
+        required=False,
+        allow_blank=True,
+        max_length=10,
+        help_text='A version from GET /api/v1/runtimes, e.g. "3.12"; default: the newest.',
+    )
+    stdin = StrictCharField(
+        required=False,
+        allow_blank=True,
+        trim_whitespace=False,
+        help_text="Text the script reads from standard input.",
+    )
+
+    def validate(self, attrs):
+        errors = submission_errors(
+            attrs.get("script", ""), attrs.get("python_version", ""), attrs.get("stdin", "")
+        )
+        if errors:
+            raise serializers.ValidationError({k: [v] for k, v in errors.items()})
+        return attrs
+
+
+class LimitsSerializer(serializers.Serializer):
+    wall_time_s = serializers.FloatField()
+    cpu_time_s = serializers.FloatField()
+    memory_bytes = serializers.IntegerField()
+    processes = serializers.IntegerField()
+    tmp_bytes = serializers.IntegerField()
+    output_bytes = serializers.IntegerField()
+    script_bytes = serializers.IntegerField()
+    stdin_bytes = serializers.IntegerField()
+    cpu_request = serializers.CharField()
+    cpu_limit = serializers.CharField()
+
+
+class ExecutionLinksSerializer(serializers.Serializer):
+    """For the schema only: links an execution carries."""
+
+    self = serializers.URLField()
+    cancel = serializers.URLField()
+    retry = serializers.URLField()
+
+
+def execution_links(execution, request) -> dict:
+    def url(name):
+        path = reverse(name, args=[execution.execution_id])
+        return request.build_absolute_uri(path) if request else path
+
+    return {
+        "self": url("api-result"),
+        "cancel": url("api-execution-cancel"),
+        "retry": url("api-execution-retry"),
+    }
+
+
+class ExecutionListSerializer(serializers.ModelSerializer):
+    """An execution without its input and output (history pages stay small)."""
+
+    limits = LimitsSerializer(read_only=True)
+    retry_of = serializers.SlugRelatedField(
+        slug_field="execution_id", read_only=True, help_text="The execution this one re-runs."
+    )
+    links = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Execution
+        fields = [
+            "execution_id",
+            "status",
+            "script",
+            "python_version",
+            "exit_code",
+            "error_type",
+            "reason",
+            "output_truncated",
+            "errors_truncated",
+            "wall_time_ms",
+            "cpu_time_ms",
+            "peak_memory_kb",
+            "limits",
+            "cancel_requested",
+            "retry_of",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "updated_at",
+            "links",
+        ]
+        read_only_fields = fields
+
+    def get_links(self, execution) -> ExecutionLinksSerializer:
+        return execution_links(execution, self.context.get("request"))
+
+
+class ExecutionSerializer(ExecutionListSerializer):
+    """An execution in full: what ran, what it printed and how it ended."""
+
+    class Meta(ExecutionListSerializer.Meta):
+        fields = (
+            ExecutionListSerializer.Meta.fields[:4]
+            + [
+                "stdin",
+                "output",
+                "errors",
+            ]
+            + ExecutionListSerializer.Meta.fields[4:]
+        )
+        read_only_fields = fields
+
+
+class AcceptedSerializer(serializers.ModelSerializer):
+    """The answer to a submission that was queued."""
+
+    links = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Execution
+        fields = ["execution_id", "status", "links"]
+        read_only_fields = fields
+
+    def get_links(self, execution) -> ExecutionLinksSerializer:
+        return execution_links(execution, self.context.get("request"))
+
+
+class ExecutionFilterSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(
+        choices=Execution.Status.choices,
+        required=False,
+        error_messages={
+            "invalid_choice": (
+                f'"{{input}}" is not a status. Use one of: {", ".join(Execution.Status.values)}.'
+            )
+        },
+    )
+    python_version = serializers.RegexField(
+        r"^\d+\.\d+$",
+        required=False,
+        error_messages={"invalid": 'A Python version looks like "3.12".'},
+    )
+
+
+class SavedScriptSerializer(NoUnknownFieldsMixin, serializers.ModelSerializer):
+    name = StrictCharField(max_length=100, help_text="Unique among your saved scripts.")
+    description = StrictCharField(
+        max_length=1000, required=False, allow_blank=True, trim_whitespace=False
+    )
+    script = StrictCharField(trim_whitespace=False, allow_blank=True)
+    python_version = StrictCharField(
+        max_length=10,
+        required=False,
+        allow_blank=True,
+        help_text="Blank: run it with the version chosen at run time.",
+    )
+
+    class Meta:
+        model = SavedScript
+        fields = [
+            "script_id",
+            "name",
+            "description",
+            "script",
+            "python_version",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["script_id", "created_at", "updated_at"]
+
+    def validate_name(self, value):
+        owner = self.context["request"].user
+        taken = SavedScript.objects.filter(owner=owner, name=value)
+        if self.instance is not None:
+            taken = taken.exclude(pk=self.instance.pk)
+        if taken.exists():
+            raise serializers.ValidationError(
+                f'You already have a saved script named "{value}". Pick another name.'
+            )
+        return value
+
+    def validate(self, attrs):
+        script = attrs.get("script", self.instance.script if self.instance else "")
+        version = attrs.get("python_version", self.instance.python_version if self.instance else "")
+        errors = submission_errors(script, version, "")
+        errors = {k: [v] for k, v in errors.items() if k in ("script", "python_version")}
+        if errors:
+            raise serializers.ValidationError(errors)
+        return attrs
+
+
+class RuntimeSerializer(serializers.Serializer):
+    version = serializers.CharField()
+    default = serializers.BooleanField()
+
+
+class RuntimesSerializer(serializers.Serializer):
+    default = serializers.CharField(help_text="The version used when none is given.")
+    versions = RuntimeSerializer(many=True)
+
+
+class K8sLimitsSerializer(serializers.Serializer):
+    """The limits in force. The first fields keep the original platform's clients working."""
+
+    cpu_limit = serializers.CharField(help_text='Kubernetes CPU limit, e.g. "1000m".')
+    cpu_request = serializers.CharField(help_text='Kubernetes CPU request, e.g. "100m".')
+    memory_limit = serializers.CharField(help_text='Kubernetes memory limit, e.g. "128Mi".')
+    memory_request = serializers.CharField(help_text='Kubernetes memory request, e.g. "128Mi".')
+    execution_timeout = serializers.IntegerField(help_text="Wall-time limit in whole seconds.")
+    supported_runtimes = serializers.ListField(child=serializers.CharField())
+    python_versions = serializers.ListField(child=serializers.CharField())
+    default_python_version = serializers.CharField()
+    backend = serializers.CharField(help_text='"local" or "kubernetes".')
+    wall_time_s = serializers.FloatField()
+    cpu_time_s = serializers.FloatField()
+    memory_bytes = serializers.IntegerField()
+    processes = serializers.IntegerField(help_text="Processes and threads.")
+    tmp_bytes = serializers.IntegerField(help_text="Size of the private /tmp.")
+    output_bytes = serializers.IntegerField(help_text="stdout and stderr together.")
+    script_bytes = serializers.IntegerField()
+    stdin_bytes = serializers.IntegerField()
+    network = serializers.BooleanField(help_text="Always false: runs have no network.")
+
+
+class ExampleSerializer(serializers.Serializer):
+    slug = serializers.CharField()
+    title = serializers.CharField()
+    description = serializers.CharField()
+    python_version = serializers.CharField(required=False)
+    script = serializers.CharField()
+
+
+class DetailSerializer(serializers.Serializer):
+    """For the schema only: the body of most errors."""
+
+    detail = serializers.CharField(help_text="What went wrong, in words.")

@@ -1,0 +1,495 @@
+"""Untrusted-script attacks, one Case each, reusable against any sandbox backend.
+
+A backend's test module supplies a `run(script, limits, stdin) -> RunResult` callable and a
+HostContext, then for each case calls `check_case(case, run, host)`:
+
+    @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+    def test_hostile(case, host):
+        check_case(case, my_run, host)
+
+Scripts print SAFE when the attack failed and BREACH ... when it worked, so the common check
+is the same everywhere: SAFE present, BREACH absent. Cases that can only be judged from the
+host (is a process still running? did a host process survive?) say so in `host_checks`; a
+backend whose sandbox does not share the host (Kubernetes) may skip those.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+from executions.limits import MIB, Limits
+from executions.sandbox.base import RunResult
+
+# The seed's demo: a match statement (3.10+) and TypeGuard (3.10+).
+SEED_DEMO = """\
+from typing import TypeGuard
+def is_string(value: object) -> TypeGuard[str]:
+    return isinstance(value, str)
+def example_function(data: object):
+    match data:  # Match statement introduced in Python 3.10
+        case int() if data > 10:
+            print("An integer greater than 10")
+        case str() if is_string(data):
+            print(f"A string: {data}")
+        case _:
+            print("Something else")
+example_function(15)
+example_function("hello")
+example_function([1, 2, 3])
+"""
+SEED_DEMO_OUTPUT = "An integer greater than 10\nA string: hello\nSomething else\n"
+
+SECRET_ENV = "INTEGR8S_HOSTILE_SECRET"
+SECRET_VALUE = "hunter2-do-not-leak-7f3a"
+DAEMON_TOKEN = "integr8s-daemon-token-5c1e"
+
+
+@dataclass
+class HostContext:
+    """What the test process knows about the host, substituted into scripts."""
+
+    victim_pid: int = 0  # a host process the script tries to signal; it must survive
+    project_dir: str = "/work/main"
+    secret: str = SECRET_VALUE
+
+
+RunFn = Callable[[str, Limits, str], RunResult]
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    script: str
+    status: tuple[str, ...] = ("completed",)  # any of these
+    error_type: tuple[str | None, ...] | None = None  # any of these; None: do not check
+    output_has: tuple[str, ...] = ("SAFE",)
+    limits: dict = field(default_factory=dict)  # overrides of the base limits
+    stdin: str = ""
+    check: Callable[[RunResult, HostContext], None] | None = None
+    host_checks: bool = False  # needs a look at the host after the run (processes etc.)
+    slow: bool = False
+
+    def render(self, host: HostContext) -> str:
+        return (
+            self.script.replace("VICTIM_PID", str(host.victim_pid))
+            .replace("PROJECT_DIR", host.project_dir)
+            .replace("DAEMON_TOKEN", DAEMON_TOKEN)
+        )
+
+
+BASE_LIMITS = Limits(wall_time_s=5, cpu_time_s=5, memory_bytes=128 * MIB, processes=64)
+
+
+def check_case(case: Case, run: RunFn, host: HostContext, base: Limits = BASE_LIMITS):
+    """Run one case through `run` and assert the expected outcome; returns the result."""
+    result = run(case.render(host), replace(base, **case.limits), case.stdin)
+    seen = result.output + result.errors
+    where = f"{case.name}: {result.to_dict()!r}"[:3000]
+    assert "BREACH" not in seen, where
+    assert host.secret not in seen, where
+    assert result.status in case.status, where
+    if case.error_type is not None:
+        assert result.error_type in case.error_type, where
+    for text in case.output_has:
+        assert text in result.output, where
+    if result.status != "completed":
+        assert result.reason, where
+    if case.check:
+        case.check(result, host)
+    return result
+
+
+def _output_capped(result: RunResult, host: HostContext) -> None:
+    assert len(result.output.encode()) + len(result.errors.encode()) <= 1 * MIB + 4
+    assert result.output_truncated or result.errors_truncated
+
+
+def _cpu_reason(result: RunResult, host: HostContext) -> None:
+    assert "CPU" in result.reason or "longer than" in result.reason
+
+
+def _quick(result: RunResult, host: HostContext) -> None:
+    assert result.wall_time_ms is not None and result.wall_time_ms < 3000, result.wall_time_ms
+
+
+FAILS = "\n".join  # readability helper for multi-line scripts
+
+CASES = [
+    Case(
+        "fork_bomb",
+        FAILS([
+            "import os",
+            "print('SAFE', flush=True)",
+            "while True:",
+            "    try:",
+            "        os.fork()",
+            "    except OSError:",
+            "        pass",
+        ]),
+        status=("timeout", "completed"),
+        limits={"wall_time_s": 2},
+        host_checks=True,
+    ),
+    Case(
+        "threads_bomb",
+        FAILS([
+            "import threading, time",
+            "n = 0",
+            "try:",
+            "    while n < 10000:",
+            "        threading.Thread(target=time.sleep, args=(3,), daemon=True).start()",
+            "        n += 1",
+            "except (RuntimeError, MemoryError) as exc:",
+            "    pass",
+            "print('SAFE' if n < 1000 else 'BREACH', n)",
+            "import os; os._exit(0)",
+        ]),
+        status=("completed", "failed"),
+        error_type=(None, "memory_limit"),
+        output_has=(),
+    ),
+    Case(
+        "memory_bomb",
+        "a = []\nwhile True:\n    a.append(b'x' * 10_000_000)\n",
+        status=("failed",),
+        error_type=("memory_limit",),
+        output_has=(),
+    ),
+    Case(
+        "prints_then_exceeds_memory",
+        "print('still here')\na = []\nwhile True:\n    a.append(b'x' * 10_000_000)\n",
+        status=("failed",),
+        error_type=("memory_limit",),
+        output_has=("still here",),
+    ),
+    Case(
+        "cpu_spin",
+        "print('spinning')\nwhile True:\n    pass\n",
+        status=("timeout",),
+        error_type=("timeout",),
+        output_has=("spinning",),
+        limits={"cpu_time_s": 1, "wall_time_s": 4},
+        check=_cpu_reason,
+    ),
+    Case(
+        "long_sleep",
+        "import time\nprint('started')\ntime.sleep(60)\n",
+        status=("timeout",),
+        error_type=("timeout",),
+        output_has=("started",),
+        limits={"wall_time_s": 1},
+    ),
+    Case(
+        "stdout_flood",
+        "while True:\n    print('x' * 100)\n",
+        status=("failed",),
+        error_type=("output_limit",),
+        output_has=("xxxx",),
+        check=_output_capped,
+    ),
+    Case(
+        "stderr_flood",
+        "import sys\nwhile True:\n    sys.stderr.write('e' * 100 + '\\n')\n",
+        status=("failed",),
+        error_type=("output_limit",),
+        output_has=(),
+        check=_output_capped,
+    ),
+    Case(
+        "huge_single_line",
+        "import sys\nsys.stdout.write('y' * (8 * 1024 * 1024))\n",
+        status=("failed",),
+        error_type=("output_limit",),
+        output_has=("yyyy",),
+        check=_output_capped,
+    ),
+    Case(
+        "disk_fill_tmp",
+        FAILS([
+            "import os",
+            "total = 0",
+            "try:",
+            "    for i in range(1000):",
+            "        with open(f'/tmp/fill{i}', 'wb') as f:",
+            "            for _ in range(64):",
+            "                f.write(b'z' * 1024 * 1024)",
+            "                total += 1024 * 1024",
+            "except OSError as exc:",
+            "    print('SAFE', total // 1024 // 1024, 'MiB', type(exc).__name__)",
+            "else:",
+            "    print('BREACH wrote', total)",
+        ]),
+        status=("completed", "failed"),
+        error_type=(None, "memory_limit"),
+        output_has=(),
+    ),
+    Case(
+        "disk_fill_dev_shm",
+        FAILS([
+            "total = 0",
+            "try:",
+            "    with open('/dev/shm/fill', 'wb') as f:",
+            "        for _ in range(1000):",
+            "            f.write(b'z' * 1024 * 1024)",
+            "            total += 1024 * 1024",
+            "except OSError as exc:",
+            "    print('SAFE', total // 1024 // 1024, 'MiB', type(exc).__name__)",
+            "else:",
+            "    print('BREACH wrote', total)",
+        ]),
+        status=("completed", "failed"),
+        error_type=(None, "memory_limit"),
+        output_has=(),
+    ),
+    Case(
+        "network_egress",
+        FAILS([
+            "import socket",
+            "for host, port in [('1.1.1.1', 53), ('93.184.215.14', 80), ('8.8.8.8', 443)]:",
+            "    try:",
+            "        socket.create_connection((host, port), timeout=2).close()",
+            "        print('BREACH connected', host)",
+            "    except OSError as exc:",
+            "        print('SAFE', host, type(exc).__name__)",
+        ]),
+        check=lambda r, h: _quick(r, h),
+    ),
+    Case(
+        "dns_lookup",
+        FAILS([
+            "import socket",
+            "try:",
+            "    print('BREACH', socket.getaddrinfo('pypi.org', 443))",
+            "except OSError as exc:",
+            "    print('SAFE', type(exc).__name__)",
+        ]),
+    ),
+    Case(
+        "postgres_tcp",
+        FAILS([
+            "import socket",
+            "for port in (5432, 6379):",
+            "    try:",
+            "        socket.create_connection(('127.0.0.1', port), timeout=2).close()",
+            "        print('BREACH connected', port)",
+            "    except OSError as exc:",
+            "        print('SAFE', port, type(exc).__name__)",
+        ]),
+    ),
+    Case(
+        "postgres_unix_socket",
+        FAILS([
+            "import socket",
+            "for path in ('/var/run/postgresql/.s.PGSQL.5432', '/run/postgresql/.s.PGSQL.5432'):",
+            "    s = socket.socket(socket.AF_UNIX)",
+            "    try:",
+            "        s.connect(path)",
+            "        print('BREACH connected', path)",
+            "    except OSError as exc:",
+            "        print('SAFE', path, type(exc).__name__)",
+        ]),
+    ),
+    Case(
+        "read_project_files",
+        FAILS([
+            "import os",
+            "for path in ['PROJECT_DIR/integr8s/settings.py', 'PROJECT_DIR/db.sqlite3',",
+            "             'PROJECT_DIR/test-db.sqlite3', 'PROJECT_DIR/manage.py', 'PROJECT_DIR']:",
+            "    try:",
+            "        with open(path, 'rb') as f:",
+            "            print('BREACH read', path, f.read(40))",
+            "    except OSError as exc:",
+            "        print('SAFE', path, type(exc).__name__)",
+            "print('SAFE' if not os.path.exists('PROJECT_DIR') else 'BREACH project visible')",
+        ]),
+    ),
+    Case(
+        "worker_environment",
+        FAILS([
+            "import os",
+            "print(dict(os.environ))",
+            "for pid in [p for p in os.listdir('/proc') if p.isdigit()]:",
+            "    for name in ('environ', 'cmdline'):",
+            "        try:",
+            "            print(pid, name, open(f'/proc/{pid}/{name}', 'rb').read())",
+            "        except OSError as exc:",
+            "            print(pid, name, type(exc).__name__)",
+            "print('SAFE')",
+        ]),
+    ),
+    Case(
+        "host_proc_1_environ",
+        FAILS([
+            "for path in ('/proc/1/environ', '/proc/1/root/etc/hostname', '/proc/1/cwd'):",
+            "    try:",
+            "        print(path, open(path, 'rb').read()[:200])",
+            "    except OSError as exc:",
+            "        print(path, type(exc).__name__)",
+            "print('SAFE')",
+        ]),
+    ),
+    Case(
+        "signal_host_processes",
+        FAILS([
+            "import os, signal",
+            "for pid in (VICTIM_PID, os.getppid(), 1):",
+            "    try:",
+            "        os.kill(pid, signal.SIGKILL)",
+            "        print('sent', pid)",
+            "    except OSError as exc:",
+            "        print('refused', pid, type(exc).__name__)",
+            "try:",
+            "    os.kill(VICTIM_PID, 0)",
+            "    print('victim pid exists here', VICTIM_PID)",
+            "except OSError:",
+            "    print('SAFE')",
+        ]),
+        host_checks=True,
+    ),
+    Case(
+        "write_outside_tmp",
+        FAILS([
+            "import os, sys",
+            "targets = ['/evil', '/usr/evil', '/scripts/script.py', '/scripts/evil', '/home/evil',",
+            "           '/etc/evil', '/proc/sys/kernel/hostname', '/proc/sysrq-trigger',",
+            "           os.path.join(sys.prefix, 'evil.py'), '/dev/evil']",
+            "for path in targets:",
+            "    try:",
+            "        with open(path, 'w') as f:",
+            "            f.write('x')",
+            "        print('BREACH wrote', path)",
+            "    except OSError as exc:",
+            "        print('SAFE', path, type(exc).__name__)",
+            "with open('/tmp/ok', 'w') as f:",
+            "    f.write('fine')",
+            "print('tmp ok')",
+        ]),
+        output_has=("SAFE", "tmp ok"),
+    ),
+    Case(
+        "daemon_outlives_run",
+        FAILS([
+            "import os, sys, time",
+            "if os.fork() == 0:",
+            "    os.setsid()",
+            "    if os.fork() == 0:",
+            "        os.execv(sys.executable, [sys.executable, '-c',",
+            "                 'import time; time.sleep(30)', 'DAEMON_TOKEN'])",
+            "    os._exit(0)",
+            "time.sleep(0.3)",
+            "print('SAFE parent leaving')",
+        ]),
+        host_checks=True,
+        check=_quick,
+    ),
+    Case(
+        "read_etc_shadow",
+        FAILS([
+            "for path in ('/etc/shadow', '/etc/passwd', '/etc/hostname', '/root/.bashrc',",
+            "             '/etc/postgresql', '/var/run/postgresql'):",
+            "    try:",
+            "        print('BREACH', path, open(path).read()[:80])",
+            "    except OSError as exc:",
+            "        print('SAFE', path, type(exc).__name__)",
+        ]),
+    ),
+    Case(
+        "ptrace_host",
+        FAILS([
+            "import ctypes, os",
+            "libc = ctypes.CDLL(None, use_errno=True)",
+            "PTRACE_ATTACH = 16",
+            "rc = libc.ptrace(PTRACE_ATTACH, VICTIM_PID, 0, 0)",
+            "print('SAFE' if rc == -1 else 'BREACH attached', os.strerror(ctypes.get_errno()))",
+        ]),
+        host_checks=True,
+    ),
+    Case(
+        "mount_and_namespaces",
+        FAILS([
+            "import ctypes, os",
+            "libc = ctypes.CDLL(None, use_errno=True)",
+            "rc = libc.mount(b'none', b'/tmp', b'tmpfs', 0, None)",
+            "print('SAFE mount' if rc == -1 else 'BREACH mounted')",
+            "for flag in ('CLONE_NEWUSER', 'CLONE_NEWNS', 'CLONE_NEWNET'):",
+            "    rc = libc.unshare(getattr(os, flag, 0) or {'CLONE_NEWUSER': 0x10000000,",
+            "                      'CLONE_NEWNS': 0x20000, 'CLONE_NEWNET': 0x40000000}[flag])",
+            "    print(('SAFE ' if rc == -1 else 'BREACH unshared ') + flag)",
+        ]),
+    ),
+    Case(
+        "setuid_root",
+        FAILS([
+            "import os",
+            "print('uid', os.getuid(), os.geteuid(), 'gid', os.getgid())",
+            "for call, arg in ((os.setuid, 0), (os.setgid, 0), (os.seteuid, 0)):",
+            "    try:",
+            "        call(arg)",
+            "        print('BREACH', call.__name__)",
+            "    except OSError as exc:",
+            "        print('SAFE', call.__name__, type(exc).__name__)",
+            "try:",
+            "    os.chown('/tmp', 0, 0)",
+            "    print('chown worked (own tmpfs)')",
+            "except OSError as exc:",
+            "    print('chown refused', type(exc).__name__)",
+        ]),
+        output_has=("SAFE", "uid 65534 65534"),
+    ),
+    Case(
+        "dev_access",
+        FAILS([
+            "import os",
+            "print(sorted(os.listdir('/dev')))",
+            "for path in ('/dev/sda', '/dev/vda', '/dev/mem', '/dev/kmsg', '/dev/port', '/proc/kmsg',",
+            "             '/proc/kcore', '/sys/fs/cgroup', '/sys/kernel'):",
+            "    try:",
+            "        open(path, 'rb').read(16)",
+            "        print('BREACH read', path)",
+            "    except OSError as exc:",
+            "        print('SAFE', path, type(exc).__name__)",
+        ]),
+    ),
+    Case(
+        "writable_proc_files",
+        FAILS([
+            "import os",
+            "opened = []",
+            "for top, dirs, files in os.walk('/proc'):",
+            "    if top == '/proc':",
+            "        dirs[:] = [d for d in dirs if not d.isdigit() and d not in ('self', 'thread-self')]",
+            "    for name in files:",
+            "        path = os.path.join(top, name)",
+            "        try:",
+            "            os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))",
+            "            opened.append(path)",
+            "        except OSError:",
+            "            pass",
+            "print('BREACH writable ' + ' '.join(opened) if opened else 'SAFE')",
+        ]),
+    ),
+    Case(
+        "recursion_crash",
+        "import sys\nsys.setrecursionlimit(10**6)\ndef f(n):\n    return f(n + 1) + 1\nf(0)\n",
+        status=("completed", "failed"),
+        error_type=("script_error", "memory_limit"),
+        output_has=(),
+    ),
+    Case(
+        "fork_exec_shell",
+        FAILS([
+            "import os, subprocess",
+            "r = subprocess.run(['/bin/sh', '-c', 'id; ls / ; cat /etc/shadow; echo x > /x; "
+            "ls /root; kill -9 VICTIM_PID'], capture_output=True, text=True)",
+            "print(r.stdout)",
+            "print(r.stderr)",
+            "print('SAFE' if 'uid=65534' in r.stdout else 'BREACH ' + r.stdout)",
+        ]),
+        host_checks=True,
+    ),
+    Case(
+        "stdin_is_private",
+        "import sys\ndata = sys.stdin.read()\nprint('SAFE', len(data), repr(data[:20]))\n",
+        stdin="only this\n",
+        output_has=("SAFE 10 'only this\\n'",),
+    ),
+]

@@ -1,0 +1,67 @@
+"""Sign up, log in, log out and change password through the site's own pages."""
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.urls import reverse
+
+pytestmark = pytest.mark.django_db
+
+
+def test_sign_up_signs_in(client):
+    assert client.get(reverse("signup")).status_code == 200
+    response = client.post(
+        reverse("signup"),
+        {"username": "carol", "email": "c@example.com", "password1": "a-long-pass-42",
+         "password2": "a-long-pass-42"},
+        follow=True,
+    )
+    assert get_user_model().objects.filter(username="carol").exists()
+    assert "Signed in as <strong>carol</strong>" in response.content.decode()
+
+
+def test_sign_up_with_bad_input_shows_the_field(client, alice):
+    response = client.post(
+        reverse("signup"),
+        {"username": "alice", "password1": "a-long-pass-42", "password2": "different-pass-42"},
+    )
+    html = response.content.decode()
+    assert response.status_code == 400
+    assert "A user with that username already exists." in html
+    assert "field--error" in html
+
+
+def test_signed_in_users_skip_sign_up_and_log_in(client, alice):
+    client.force_login(alice)
+    assert client.get(reverse("signup"))["Location"] == reverse("editor")
+    assert client.get(reverse("login"))["Location"] == reverse("editor")
+
+
+def test_log_in_and_out(client, alice):
+    assert client.get(reverse("login")).status_code == 200
+    response = client.post(
+        reverse("login"), {"username": "alice", "password": "wrong"}
+    )
+    assert "Please enter a correct username and password" in response.content.decode()
+    response = client.post(
+        reverse("login"), {"username": "alice", "password": "alice-pass-123"}
+    )
+    assert response.status_code == 302 and response["Location"] == reverse("editor")
+    assert client.get(reverse("logout")).status_code == 405
+    response = client.post(reverse("logout"))
+    assert response.status_code == 302
+    assert "Log in" in client.get(reverse("editor")).content.decode()
+
+
+def test_change_password(client, alice):
+    assert client.get(reverse("password_change")).status_code == 302
+    client.force_login(alice)
+    assert client.get(reverse("password_change")).status_code == 200
+    response = client.post(
+        reverse("password_change"),
+        {"old_password": "alice-pass-123", "new_password1": "new-long-pass-77",
+         "new_password2": "new-long-pass-77"},
+    )
+    assert response["Location"] == reverse("password_change_done")
+    alice.refresh_from_db()
+    assert alice.check_password("new-long-pass-77")
+    assert client.get(reverse("password_change_done")).status_code == 200

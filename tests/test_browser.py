@@ -1,0 +1,233 @@
+"""End to end in a real browser: Debian's Chromium, driven by Playwright, against the live
+server and a real worker. Slow; CI runs them (`pytest -m browser`)."""
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from executions import runtimes
+from executions.examples import VERSION_DEMO
+
+CHROMIUM = "/usr/bin/chromium"
+ROOT = Path(__file__).resolve().parent.parent
+SCREENSHOTS = ROOT / "artifacts" / "screenshots"
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+
+
+def missing() -> str:
+    if not os.path.exists(CHROMIUM):
+        return f"{CHROMIUM} is missing (apt-get install chromium)"
+    if not shutil.which("bwrap"):
+        return "bubblewrap is missing, so the worker cannot run scripts"
+    absent = [v for v in ("3.9", "3.12") if v not in runtimes.versions("local")]
+    if absent:
+        return f"Python {', '.join(absent)} is not installed (the seed's demo needs both)"
+    return ""
+
+
+if missing():
+    pytest.skip(missing(), allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    # Playwright's sync API keeps an event loop running in this thread, so Django takes the
+    # test's own (synchronous) ORM calls, such as the database flush after each test, for
+    # calls from async code. They are not; say so for as long as the browser is open.
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with playwright_api.sync_playwright() as p:
+            browser = p.chromium.launch(
+                executable_path=CHROMIUM,
+                args=[
+                    "--headless", "--no-sandbox", "--disable-gpu",
+                    "--disable-background-networking",
+                ],
+            )
+            yield browser
+            browser.close()
+    finally:
+        if previous is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+
+
+@pytest.fixture
+def site(browser, live_server, worker, settings):
+    settings.THROTTLE_ANON = "1000/min"
+    settings.THROTTLE_USER = "1000/min"
+    return live_server.url
+
+
+@pytest.fixture
+def page(browser, site):
+    context = browser.new_context(viewport={"width": 1360, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    problems = []
+    page.on(
+        "console",
+        lambda msg: problems.append(msg.text)
+        if msg.type == "error" or "Content Security Policy" in msg.text
+        else None,
+    )
+    page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+    page.on("dialog", lambda dialog: problems.append(f"dialog: {dialog.message}"))
+    yield page
+    context.close()
+    csp = [p for p in problems if "Content Security Policy" in p or "Refused to" in p]
+    assert not csp, f"CSP violations: {csp}"
+    assert not problems, f"browser console errors: {problems}"
+
+
+def type_script(page, script: str) -> None:
+    editor = page.locator(".cm-content")
+    editor.click()
+    page.keyboard.press("Control+a")
+    page.keyboard.press("Delete")
+    page.keyboard.insert_text(script)
+
+
+def wait_for_run(page, status: str | None = None):
+    """Wait until the result panel shows a finished run; return its status."""
+    badge = page.locator("#result .badge[data-status]")
+    page.wait_for_function(
+        "() => { const b = document.querySelector('#result .badge[data-status]');"
+        " return b && ['completed','failed','timeout','cancelled'].includes(b.dataset.status); }"
+    )
+    finished = badge.get_attribute("data-status")
+    if status:
+        assert finished == status, page.locator("#result").inner_text()
+    return finished
+
+
+def test_the_seed_demo_on_312_and_39(page, site):
+    page.goto(site + "/")
+    assert page.locator(".cm-editor .cm-lineNumbers").count() == 1  # a real code editor
+    assert not page.locator("textarea[name=script]").is_visible()
+    type_script(page, VERSION_DEMO)
+    # What the form posts is what the editor shows (auto-indent must not re-indent a paste).
+    assert page.locator("textarea[name=script]").input_value() == VERSION_DEMO
+
+    page.select_option("select[name=python_version]", "3.12")
+    page.click("#run-button")
+    wait_for_run(page, "completed")
+    out = page.locator('#result [data-stream="stdout"]').inner_text()
+    assert out.splitlines() == ["An integer greater than 10", "A string: hello", "Something else"]
+    assert page.locator("#result .badge").inner_text() == "Completed"
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.emulate_media(color_scheme="light")
+    page.screenshot(path=str(SCREENSHOTS / "editor-light.png"))
+    page.emulate_media(color_scheme="dark")
+    page.wait_for_timeout(150)
+    page.screenshot(path=str(SCREENSHOTS / "editor-dark.png"))
+    page.emulate_media(color_scheme="light")
+
+    # 3.9 has no match statement; Ctrl+Enter in the editor runs.
+    first_id = page.locator("#result .result__id code").inner_text()
+    page.select_option("select[name=python_version]", "3.9")
+    page.locator(".cm-content").click()
+    page.keyboard.press("Control+Enter")
+    page.wait_for_function(
+        "id => { const c = document.querySelector('#result .result__id code');"
+        " return c && c.textContent !== id; }",
+        arg=first_id,
+    )
+    wait_for_run(page, "completed")
+    errors = page.locator('#result [data-stream="stderr"]').inner_text()
+    assert "SyntaxError" in errors
+    assert "Exit 1" in page.locator("#result .badge").inner_text()
+    assert page.locator("#result [data-testid=explanation]").inner_text().startswith(
+        "The script ended with an error"
+    )
+
+
+def test_examples_menu_loads_the_demo(page, site):
+    page.goto(site + "/")
+    page.click("#examples-menu summary")
+    page.click("#examples-menu a[href$='example=version-demo']")
+    page.wait_for_function(
+        "() => document.querySelector('textarea[name=script]').value.includes('match data')"
+    )
+    assert page.locator("select[name=python_version]").input_value() == "3.12"
+    assert page.url == site + "/"  # loaded in place, no navigation
+
+
+def test_cancel_a_sleeping_script(page, site, settings):
+    settings.LIMITS = {**settings.LIMITS, "wall_time_s": 60, "cpu_time_s": 60}
+    page.goto(site + "/")
+    type_script(page, "import time\nprint('sleeping', flush=True)\ntime.sleep(50)\n")
+    page.click("#run-button")
+    page.wait_for_selector("#result .badge[data-status=running]")
+    page.click("#result button:has-text('Cancel')")
+    wait_for_run(page, "cancelled")
+    assert "Cancelled by its owner" in page.locator("#result").inner_text()
+
+
+def test_html_output_is_shown_as_text(page, site):
+    printed = "<script>alert(1)</script><img src=x onerror=alert(2)><b>bold</b>"
+    page.goto(site + "/")
+    type_script(page, f"print({printed!r})\n")
+    page.keyboard.press("Control+Enter")
+    wait_for_run(page, "completed")
+    assert page.locator('#result [data-stream="stdout"]').inner_text().strip() == printed
+    assert page.locator("#result img, #result b, #result script").count() == 0
+    # The permalink shows the same text.
+    page.click("#result .result__id")
+    page.wait_for_url(re.compile(r"/executions/[0-9a-f-]{36}/$"))
+    assert page.locator('[data-stream="stdout"]').inner_text().strip() == printed
+
+
+def test_sign_up_save_a_script_reload_and_open_it(page, site):
+    page.goto(site + "/accounts/signup/")
+    page.fill("#id_username", "dora")
+    page.fill("#id_email", "dora@example.com")
+    page.fill("#id_password1", "a-long-pass-42")
+    page.fill("#id_password2", "a-long-pass-42")
+    page.click("button:has-text('Create account')")
+    page.wait_for_url(site + "/")
+    assert "Signed in as dora" in page.locator(".site-user").inner_text()
+
+    type_script(page, "print('saved and found')\n")
+    page.click("#save-drawer summary")
+    page.fill("#id_name", "Found it")
+    page.fill("#id_description", "A script to find again")
+    page.click("#save-drawer button:has-text('Save')")
+    page.wait_for_selector("#save-status:has-text('Saved as')")
+
+    page.reload()
+    page.click("nav >> text=Saved scripts")
+    page.wait_for_url(site + "/scripts/")
+    card = page.locator(".card", has_text="Found it")
+    assert "A script to find again" in card.inner_text()
+    card.locator("text=Open in editor").click()
+    page.wait_for_selector(".cm-content")
+    assert "print('saved and found')" in page.locator(".cm-content").inner_text()
+    page.click("#run-button")
+    wait_for_run(page, "completed")
+    assert page.locator('#result [data-stream="stdout"]').inner_text().strip() == "saved and found"
+
+
+def test_it_works_without_javascript(browser, site):
+    context = browser.new_context(java_script_enabled=False)
+    page = context.new_page()
+    page.goto(site + "/")
+    textarea = page.locator("textarea[name=script]")
+    assert textarea.is_visible()
+    textarea.fill("print('no js here')\n")
+    page.click("#run-button")
+    page.wait_for_url(re.compile(r"/executions/[0-9a-f-]{36}/$"))
+    page.wait_for_selector(
+        "#result .badge[data-status=completed]", timeout=20_000
+    )  # meta refresh until done
+    assert page.locator('[data-stream="stdout"]').inner_text().strip() == "no js here"
+    context.close()
