@@ -27,7 +27,7 @@ from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from executions import examples, limits, runtimes, throttling
+from executions import examples, limits, notify, runtimes, throttling
 from executions.models import ACTIVE, Execution, SavedScript, submission_errors
 from executions.serializers import (
     AcceptedSerializer,
@@ -171,20 +171,26 @@ def earlier_submission(key: str, caller: dict) -> Execution | None:
 
 
 def wait_for(execution: Execution) -> Execution:
-    """Poll until the run ends: at most its wall time + WAIT_MARGIN_S queued, and as long again
-    once it starts. Only the status is read on each pass; the full row once at the end."""
+    """Hold until the run ends: at most its wall time + WAIT_MARGIN_S queued, and as long again
+    once it starts. On PostgreSQL the worker's NOTIFY wakes us at once; otherwise (and as a
+    safety net) only the status is polled. The full row is read once at the end."""
     budget = execution.wait_seconds() + settings.WAIT_MARGIN_S
-    deadline = time.monotonic() + budget
-    current, delay = execution.status, 0.02
-    while current in ACTIVE and time.monotonic() < deadline:
-        time.sleep(delay)
-        delay = min(delay * 1.5, 0.05)
+    state = {"status": execution.status, "deadline": time.monotonic() + budget}
+
+    def ended() -> bool:
         seen = Execution.objects.filter(pk=execution.pk).values_list("status", flat=True).first()
         if seen is None:  # deleted meanwhile (by an operator)
             raise exceptions.NotFound("This execution was deleted.")
-        if seen == Execution.Status.RUNNING and current != seen:
-            deadline = time.monotonic() + budget  # time queued does not eat into the run's
-        current = seen
+        if seen == Execution.Status.RUNNING and state["status"] != seen:
+            state["deadline"] = time.monotonic() + budget  # time queued does not eat the run's
+        state["status"] = seen
+        return seen not in ACTIVE
+
+    key = str(execution.execution_id)
+    while True:
+        remaining = state["deadline"] - time.monotonic()
+        if remaining <= 0 or notify.waiters.wait_until(key, ended, remaining):
+            break
     execution.refresh_from_db()
     return execution
 

@@ -50,8 +50,10 @@ class Listener:
         self.thread.start()
         return self
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 3.0) -> None:
         self.stopped.set()
+        if self.thread.is_alive():
+            self.thread.join(timeout)
 
     def _connect(self):
         import psycopg
@@ -70,7 +72,7 @@ class Listener:
                     # A notification may have been missed while (re)connecting: look once.
                     self.callback("")
                     while not self.stopped.is_set():
-                        for note in conn.notifies(timeout=1.0):
+                        for note in conn.notifies(timeout=0.25):
                             self.callback(note.payload)
             except Exception:
                 log.warning("LISTEN %s lost its connection; retrying", self.channel, exc_info=True)
@@ -126,6 +128,14 @@ class Waiters:
                 self.events[key].discard(event)
                 if not self.events[key]:
                     del self.events[key]
+
+
+    def close(self) -> None:
+        """Stop the shared listener (tests, before their database is dropped)."""
+        with self.lock:
+            listener, self.listener = self.listener, None
+        if listener:
+            listener.stop()
 
 
 waiters = Waiters()

@@ -47,3 +47,12 @@ def database_url() -> str:
         return f"sqlite:///{s['NAME']}"
     auth = s["USER"] + (f":{s['PASSWORD']}" if s["PASSWORD"] else "")
     return f"postgres://{auth}@{s['HOST'] or 'localhost'}:{s['PORT'] or 5432}/{s['NAME']}"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def close_listeners(django_db_setup):
+    """LISTEN connections must be gone before pytest-django drops the test database."""
+    yield
+    from executions import notify
+
+    notify.waiters.close()

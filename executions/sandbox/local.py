@@ -68,7 +68,12 @@ LAUNCH_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
 # Merged-/usr systems have these as links into /usr; older ones as real directories.
 ROOT_DIRS = ("/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32")
 PROC_COVERS = (
-    "/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus", "/proc/fs", "/proc/pressure",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+    "/proc/irq",
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/pressure",
 )
 OPEN_FILES = 256
 KILL_GRACE_S = 1.0  # after a kill, how long to keep reading what was already printed
@@ -135,9 +140,8 @@ class LocalBackend(Backend):
         self.hierarchy: Hierarchy | None = find_hierarchy(cgroup_root or "", self.sandbox_name)
         if self.hierarchy is None:
             _warn_once(
-                "No writable cgroup tree (tried %r): the local sandbox limits memory, "
-                "processes and CPU with rlimits only, which are per process and weaker."
-                % cgroup_root
+                f"No writable cgroup tree (tried {cgroup_root!r}): the local sandbox limits "
+                "memory, processes and CPU with rlimits only, which are per process and weaker."
             )
         self.mode = self.hierarchy.version if self.hierarchy else "rlimits"
         self.base_args = self._base_args()
@@ -214,7 +218,7 @@ class LocalBackend(Backend):
                 f"ulimit -v {limits.memory_bytes // 1024}",
                 f"ulimit -p {limits.processes + 2}",
             ]
-        return "{ %s; } || exit %d; exec \"$@\"" % (" && ".join(steps), LAUNCH_FAILED)
+        return f'{{ {" && ".join(steps)}; }} || exit {LAUNCH_FAILED}; exec "$@"'
 
     # --- one run -------------------------------------------------------------------------
 

@@ -49,7 +49,7 @@ class Command(BaseCommand):
 
         def bare() -> float:
             started = time.perf_counter()
-            subprocess.run(bare_cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=True)
+            subprocess.run(bare_cmd, capture_output=True, check=True)
             return time.perf_counter() - started
 
         for _ in range(3):  # warm caches for both
@@ -68,7 +68,8 @@ class Command(BaseCommand):
             f"{backend.mode}"
         )
         w(
-            f"sandbox (LocalBackend.run): median {box_med * 1000:.1f} ms, p95 {p95(box) * 1000:.1f} ms"
+            f"sandbox (LocalBackend.run): median {box_med * 1000:.1f} ms, "
+            f"p95 {p95(box) * 1000:.1f} ms"
         )
         w(
             f"bare ({' '.join(bare_cmd[1:])}): median {raw_med * 1000:.1f} ms, "

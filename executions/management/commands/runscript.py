@@ -59,7 +59,9 @@ class Command(BaseCommand):
         try:
             data = path.read_bytes()
         except OSError as exc:
-            raise CommandError(f"cannot read {what} file {name}: {exc.strerror}", returncode=2)
+            raise CommandError(
+                f"cannot read {what} file {name}: {exc.strerror}", returncode=2
+            ) from None
         if len(data) > limit:
             raise CommandError(
                 f"{what} file {name} is {limits.human_bytes(len(data))}; "

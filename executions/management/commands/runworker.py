@@ -102,6 +102,7 @@ class Command(BaseCommand):
             Worker.objects.filter(name=self.name).update(
                 stopped_at=timezone.now(), in_flight=0
             )
+            connection.close()
             log.info("worker %s stopped", self.name)
 
     def on_signal(self, signum, frame):

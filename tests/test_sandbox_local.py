@@ -1,0 +1,226 @@
+"""The local sandbox backend doing ordinary things (attacks live in tests/hostile/)."""
+
+import os
+import shutil
+import subprocess
+import threading
+import time
+import uuid
+from dataclasses import replace
+
+import pytest
+
+from executions import runtimes
+from executions.limits import KIB, MIB, Limits
+from executions.sandbox.base import RunSpec
+from executions.sandbox.local import LocalBackend
+from tests.hostile.cases import SEED_DEMO, SEED_DEMO_OUTPUT
+
+pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap not installed")
+
+TEST_NAME = "integr8s-test"
+LIMITS = Limits(wall_time_s=5, cpu_time_s=5, memory_bytes=128 * MIB, processes=64)
+
+
+def runtime_for(version: str):
+    found = runtimes.available("local")
+    if version not in found:
+        pytest.skip(f"Python {version} is not installed here (found: {', '.join(found)})")
+    return found[version]
+
+
+@pytest.fixture(scope="module")
+def backend():
+    return LocalBackend(name=TEST_NAME)
+
+
+@pytest.fixture(scope="module")
+def py312():
+    return runtime_for("3.12")
+
+
+def run(backend, runtime, script, stdin="", cancel=None, **limits):
+    spec = RunSpec(script, runtime, replace(LIMITS, **limits), stdin, run_id=uuid.uuid4().hex)
+    return backend.run(spec, cancel or threading.Event())
+
+
+def test_it_runs_hello_world(backend, py312):
+    result = run(backend, py312, "print('hello, world')")
+    assert (result.status, result.exit_code, result.error_type) == ("completed", 0, None)
+    assert result.output == "hello, world\n"
+    assert result.errors == ""
+    assert result.python_version == "3.12"
+    assert result.wall_time_ms > 0 and result.cpu_time_ms is not None
+    assert result.peak_memory_kb > 0
+
+
+def test_it_reports_exceptions_with_the_script_path(backend, py312):
+    result = run(backend, py312, "x = 1\nraise ValueError('bad value')\n")
+    assert (result.status, result.exit_code, result.error_type) == ("completed", 1, "script_error")
+    assert 'File "/scripts/script.py", line 2' in result.errors
+    assert "ValueError: bad value" in result.errors
+
+
+def test_it_keeps_exit_codes(backend, py312):
+    result = run(backend, py312, "import sys\nprint('bye')\nsys.exit(3)")
+    assert (result.status, result.exit_code, result.error_type) == ("completed", 3, "script_error")
+    assert result.output == "bye\n"
+
+
+def test_it_feeds_stdin(backend, py312):
+    result = run(backend, py312, "import sys\nprint(sys.stdin.read().upper())", stdin="abc\ndef")
+    assert result.output == "ABC\nDEF\n"
+
+
+def test_it_handles_unicode_and_invalid_utf8(backend, py312):
+    script = (
+        "import sys\nprint('héllo ✓ 日本')\nsys.stdout.flush()\n"
+        "sys.stdout.buffer.write(b'\\xff\\xfe ok\\n')"
+    )
+    result = run(backend, py312, script)
+    assert result.output == "héllo ✓ 日本\n\ufffd\ufffd ok\n"
+
+
+def test_it_imports_the_standard_library(backend, py312):
+    script = (
+        "import json, re, collections, asyncio, sqlite3, decimal, datetime, ctypes\n"
+        "async def main():\n    return json.dumps(collections.Counter('aab'))\n"
+        "print(asyncio.run(main()), sqlite3.connect(':memory:').execute('select 2').fetchone())\n"
+    )
+    result = run(backend, py312, script)
+    assert result.status == "completed", result.errors
+    assert result.output == '{"a": 2, "b": 1} (2,)\n'
+
+
+def test_it_returns_large_legal_output(backend, py312):
+    result = run(backend, py312, "import sys\nsys.stdout.write('a' * (900 * 1024))")
+    assert result.status == "completed"
+    assert len(result.output) == 900 * 1024
+    assert not result.output_truncated
+
+
+def test_it_caps_output_at_the_limit(backend, py312):
+    result = run(backend, py312, "print('x' * 5000)", output_bytes=1 * KIB)
+    assert (result.status, result.error_type) == ("failed", "output_limit")
+    assert result.output == "x" * 1024
+    assert result.output_truncated and "1 KiB" in result.reason
+
+
+@pytest.mark.parametrize("version", ["3.8", "3.9", "3.10", "3.11", "3.12", "3.13"])
+def test_it_runs_each_python_version(backend, version):
+    runtime = runtime_for(version)
+    result = run(backend, runtime, "import sys\nprint('%d.%d' % sys.version_info[:2])")
+    assert result.output == f"{version}\n", result.errors
+
+
+def test_the_seed_demo_completes_on_3_12(backend, py312):
+    result = run(backend, py312, SEED_DEMO)
+    assert (result.status, result.exit_code, result.error_type) == ("completed", 0, None)
+    assert result.output == SEED_DEMO_OUTPUT
+
+
+def test_the_seed_demo_is_a_syntax_error_on_3_9(backend):
+    result = run(backend, runtime_for("3.9"), SEED_DEMO)
+    assert (result.status, result.error_type) == ("completed", "script_error")
+    assert result.exit_code == 1
+    assert "SyntaxError" in result.errors
+
+
+def test_concurrent_runs_do_not_see_each_other(backend, py312):
+    script = (
+        "import os, time\n"
+        "name = input()\n"
+        "open(f'/tmp/{name}', 'w').write(name)\n"
+        "time.sleep(0.3)\n"
+        "print(sorted(os.listdir('/tmp')))\n"
+    )
+    results = {}
+
+    def one(name):
+        results[name] = run(backend, py312, script, stdin=name + "\n")
+
+    threads = [threading.Thread(target=one, args=(f"run{i}",)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for name, result in results.items():
+        assert result.status == "completed", result.errors
+        assert result.output == f"['{name}']\n"
+
+
+def test_cancel_stops_the_run_within_a_second(backend, py312):
+    cancel = threading.Event()
+    token = f"cancel-me-{uuid.uuid4().hex}"
+    script = f"import time\nprint('started', flush=True)\ntime.sleep(30)  # {token}\n"
+    threading.Timer(0.5, cancel.set).start()
+    started = time.monotonic()
+    result = run(backend, py312, script, cancel=cancel, wall_time_s=30)
+    assert time.monotonic() - started < 1.5
+    assert (result.status, result.error_type) == ("cancelled", "cancelled")
+    assert result.output == "started\n"
+    assert result.reason
+    assert backend.hierarchy is None or backend.hierarchy.leftovers() == {}
+
+
+def test_a_missing_interpreter_is_a_system_error(backend):
+    missing = runtimes.Runtime("3.99", executable="/nonexistent/python3.99")
+    result = run(backend, missing, "print(1)")
+    assert (result.status, result.error_type) == ("failed", "system_error")
+    assert "3.99" in result.reason
+
+
+def test_cleanup_stale_removes_leftovers_but_keeps_live_runs(backend, py312):
+    if backend.hierarchy is None:
+        pytest.skip("no writable cgroup tree here")
+    stale = backend.hierarchy.create("stale-run", LIMITS)
+    live = backend.hierarchy.create("live-run", LIMITS)
+    # A process left inside the stale cgroup, as if the worker had crashed mid-run.
+    sleeper = subprocess.Popen(
+        ["/bin/sh", "-c", f"echo 0 > {stale.join_paths[0]} && exec sleep 60"]
+    )
+    try:
+        deadline = time.monotonic() + 2
+        while not open(stale.join_paths[0]).read().strip() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert backend.cleanup_stale(live_run_ids={"live-run"}) == 1
+        assert sleeper.wait(timeout=2) == -9
+        assert set(backend.hierarchy.leftovers()) == {"live-run"}
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+        live.remove()
+        stale.remove()
+    assert backend.hierarchy.leftovers() == {}
+
+
+def test_the_rlimit_fallback_still_enforces_memory_and_time(py312, caplog):
+    fallback = LocalBackend(cgroup_root="/nonexistent", name=TEST_NAME)
+    assert fallback.hierarchy is None and fallback.mode == "rlimits"
+    memory = run(fallback, py312, "print('hi')\nx = b'x' * (400 * 1024 * 1024)")
+    assert (memory.status, memory.error_type) == ("failed", "memory_limit")
+    assert memory.output == "hi\n"
+    sleepy = run(fallback, py312, "import time\ntime.sleep(30)", wall_time_s=1)
+    assert (sleepy.status, sleepy.error_type) == ("timeout", "timeout")
+    spin = run(fallback, py312, "while True: pass", cpu_time_s=1, wall_time_s=5)
+    assert (spin.status, spin.error_type) == ("timeout", "timeout")
+    assert "CPU" in spin.reason
+    ok = run(fallback, py312, "print(sum(range(10)))")
+    assert (ok.status, ok.output) == ("completed", "45\n")
+
+
+def test_nothing_is_left_running_after_a_run(backend, py312):
+    token = f"leftover-{uuid.uuid4().hex}"
+    script = (
+        "import subprocess, sys\n"
+        f"subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)', '{token}'])\n"
+        "print('spawned')\n"
+    )
+    result = run(backend, py312, script)
+    assert result.output == "spawned\n"
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                assert token.encode() not in f.read()
+        except OSError:
+            pass
