@@ -156,7 +156,8 @@ def test_web_is_probed_and_served(rendered):
 def test_the_worker_runs_the_kubernetes_backend_and_migrations_run_once(rendered):
     objects = rendered[1]
     worker = container(find(objects, "Deployment", "worker"))
-    assert worker["args"] == ["python", "manage.py", "runworker"]
+    assert worker["args"][:3] == ["python", "manage.py", "runworker"]
+    assert "--metrics-port" in worker["args"]
     env = {e["name"]: e["value"] for e in worker["env"]}
     assert env["EXECUTION_BACKEND"] == "kubernetes"
     settings_map = find(objects, "ConfigMap", "integr8s-settings")["data"]
