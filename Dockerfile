@@ -32,6 +32,7 @@ USER 10001:10001
 ENV HOME=/tmp
 EXPOSE 8000
 
-# gthread workers: wait=true and live updates hold connections, threads keep the rest moving.
+# Threads: wait=true and live updates hold connections. One process per container keeps
+# /metrics (per process) whole; scale with more containers.
 CMD ["gunicorn", "integr8s.wsgi", "--bind=0.0.0.0:8000", "--worker-class=gthread", \
-     "--workers=2", "--threads=16", "--timeout=60", "--access-logfile=-"]
+     "--workers=1", "--threads=32", "--timeout=60", "--access-logfile=-"]

@@ -102,8 +102,8 @@ class Command(BaseCommand):
         procs = [
             subprocess.Popen(
                 [sys.executable, "-m", "gunicorn", "integr8s.wsgi", "--bind",
-                 f"127.0.0.1:{port}", "--worker-class", "gthread", "--workers", "2",
-                 "--threads", "16", "--log-level", "warning"],
+                 f"127.0.0.1:{port}", "--worker-class", "gthread", "--workers", "1",
+                 "--threads", "32", "--log-level", "warning"],
                 cwd=ROOT, env=env,
             ),
             subprocess.Popen(

@@ -17,8 +17,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
         parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", 8000)))
+        # One process keeps /metrics whole (prometheus_client counts per process).
         parser.add_argument(
-            "--web-processes", type=int, default=int(os.environ.get("WEB_PROCESSES", 2))
+            "--web-processes", type=int, default=int(os.environ.get("WEB_PROCESSES", 1))
         )
         # wait=true requests and live pages hold a thread each while a run is going.
         parser.add_argument("--threads", type=int, default=int(os.environ.get("WEB_THREADS", 32)))
