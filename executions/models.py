@@ -225,6 +225,12 @@ class Execution(models.Model):
                 condition=Q(status="running"),
             ),
             models.Index(fields=["owner", "-created_at"], name="execution_owner_idx"),
+            # throttling.check_submission: a caller's queued and running runs, on every submit.
+            models.Index(
+                fields=["owner", "client_ip"],
+                name="execution_active_caller_idx",
+                condition=Q(status__in=ACTIVE),
+            ),
         ]
         constraints = [
             models.UniqueConstraint(
