@@ -45,8 +45,17 @@ class ExecutionAdmin(admin.ModelAdmin):
     search_fields = ["execution_id", "owner__username", "owner__email", "client_ip"]
     date_hierarchy = "created_at"
     list_select_related = ["owner"]
-    raw_id_fields = ["owner"]
-    readonly_fields = RESULT_FIELDS
+    # Results are the worker's, and what ran is history: operators look, cancel and retry.
+    readonly_fields = [
+        *RESULT_FIELDS,
+        "owner",
+        "session_key",
+        "client_ip",
+        "idempotency_key",
+        "python_version",
+        "script",
+        "stdin",
+    ]
     fieldsets = [
         (None, {"fields": ["execution_id", "status", "owner", "session_key", "client_ip"]}),
         ("What ran", {"fields": ["python_version", "script", "stdin", "limits", "backend"]}),
@@ -91,11 +100,6 @@ class ExecutionAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False  # runs are submitted through the site or the API, never typed in here
 
-    def get_readonly_fields(self, request, obj=None):
-        # What ran is history too: an operator can look, cancel and retry, not rewrite.
-        return [*RESULT_FIELDS, "owner", "session_key", "client_ip", "idempotency_key",
-                "python_version", "script", "stdin"]
-
     @admin.action(description="Cancel selected runs", permissions=["change"])
     def cancel_runs(self, request, queryset):
         cancelled = sum(ex.cancel(by="an operator") for ex in queryset.active())
@@ -103,7 +107,8 @@ class ExecutionAdmin(admin.ModelAdmin):
         self.message_user(request, f"Cancelled {cancelled} run(s).", messages.SUCCESS)
         if skipped:
             self.message_user(
-                request, f"{skipped} run(s) had already ended and were left as they were.",
+                request,
+                f"{skipped} run(s) had already ended and were left as they were.",
                 messages.WARNING,
             )
 
@@ -128,7 +133,13 @@ class WorkerAdmin(admin.ModelAdmin):
     """Workers register themselves by heartbeat; the admin only shows them."""
 
     list_display = [
-        "name", "backend", "concurrency", "in_flight", "started_at", "seen_at", "stopped_at"
+        "name",
+        "backend",
+        "concurrency",
+        "in_flight",
+        "started_at",
+        "seen_at",
+        "stopped_at",
     ]
     list_filter = ["backend"]
     search_fields = ["name"]

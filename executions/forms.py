@@ -2,7 +2,7 @@ from django import forms
 from django.templatetags.static import static
 
 from executions import runtimes
-from executions.models import SavedScript, submission_errors
+from executions.models import Execution, SavedScript, submission_errors
 
 
 class RunForm(forms.Form):
@@ -85,3 +85,10 @@ class SaveScriptForm(forms.ModelForm):
 class RenameScriptForm(SaveScriptForm):
     class Meta(SaveScriptForm.Meta):
         fields = ["name", "description"]
+
+
+class HistoryFilter(forms.Form):
+    status = forms.ChoiceField(
+        required=False, choices=[("", "Any status"), *Execution.Status.choices]
+    )
+    version = forms.CharField(required=False, max_length=10, label="Python version")

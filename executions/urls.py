@@ -12,8 +12,6 @@ urlpatterns = [
     path("executions/<uuid:execution_id>/retry", views.retry, name="execution-retry"),
     path("scripts/", views.scripts, name="scripts"),
     path("scripts/<uuid:script_id>/", views.script_detail, name="script-detail"),
-    path(
-        "scripts/<uuid:script_id>/duplicate", views.script_duplicate, name="script-duplicate"
-    ),
+    path("scripts/<uuid:script_id>/duplicate", views.script_duplicate, name="script-duplicate"),
     path("scripts/<uuid:script_id>/delete", views.script_delete, name="script-delete"),
 ]

@@ -6,7 +6,6 @@ Each page is one template; the fragments HTMX swaps are {% partialdef %}s in it,
 
 import uuid
 
-from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
@@ -17,7 +16,7 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 from django_htmx.http import push_url, reswap, retarget, trigger_client_event
 
 from executions import examples, limits, runtimes
-from executions.forms import RenameScriptForm, RunForm, SaveScriptForm
+from executions.forms import HistoryFilter, RenameScriptForm, RunForm, SaveScriptForm
 from executions.models import Execution, SavedScript, submission_errors
 from executions.throttling import check_submission, client_ip
 
@@ -51,7 +50,7 @@ def can_control(request, execution: Execution) -> bool:
 def caller_fields(request) -> dict:
     """Who a new run belongs to; an anonymous run is listed for this browser's session."""
     if request.user.is_authenticated:
-        return {"owner": request.user, "client_ip": client_ip(request)}
+        return {"owner": request.user, "session_key": "", "client_ip": client_ip(request)}
     if not request.session.session_key:
         request.session.create()
     request.session["runs"] = True  # keep the session (and its cookie) alive
@@ -99,16 +98,17 @@ def editor_initial(request) -> dict:
         source = get_object_or_404(
             visible_executions(request), execution_id=parse_uuid(request.GET["from"])
         )
-        return {"script": source.script, "python_version": source.python_version,
-                "stdin": source.stdin}
+        return {
+            "script": source.script,
+            "python_version": source.python_version,
+            "stdin": source.stdin,
+            "execution": source,
+        }
     if "script" in request.GET:
         if not request.user.is_authenticated:
             raise Http404("No such script.")
-        saved = get_object_or_404(
-            request.user.scripts, script_id=parse_uuid(request.GET["script"])
-        )
-        return {"script": saved.script, "python_version": saved.python_version,
-                "saved": saved}
+        saved = get_object_or_404(request.user.scripts, script_id=parse_uuid(request.GET["script"]))
+        return {"script": saved.script, "python_version": saved.python_version, "saved": saved}
     if "example" in request.GET:
         found = find_example(request.GET["example"])
         return {"script": found["script"], "python_version": found.get("python_version", "")}
@@ -131,9 +131,15 @@ def editor_context(request, form: RunForm, **extra) -> dict:
 def editor(request):
     initial = editor_initial(request)
     form = RunForm(initial=initial)
-    return render(
-        request, "executions/editor.html", editor_context(request, form, saved=initial.get("saved"))
+    source = initial.get("execution")
+    context = editor_context(
+        request,
+        form,
+        saved=initial.get("saved"),
+        execution=source,
+        can_control=source is not None and can_control(request, source),
     )
+    return render(request, "executions/editor.html", context)
 
 
 def editor_errors(request, form: RunForm, status: int) -> HttpResponse:
@@ -215,8 +221,9 @@ def retry(request, execution_id):
         }
         status = 429 if refusal else 400
         template = "executions/execution_detail.html"
-        response = render(request, template + ("#result" if request.htmx else ""), context,
-                          status=status)
+        response = render(
+            request, template + ("#result" if request.htmx else ""), context, status=status
+        )
         if refusal:
             response["Retry-After"] = str(refusal.retry_after)
         return response
@@ -237,13 +244,6 @@ def retry(request, execution_id):
 
 
 # --- history ------------------------------------------------------------------------------
-
-
-class HistoryFilter(forms.Form):
-    status = forms.ChoiceField(
-        required=False, choices=[("", "Any status"), *Execution.Status.choices]
-    )
-    version = forms.CharField(required=False, max_length=10, label="Python version")
 
 
 @require_safe
@@ -285,6 +285,11 @@ def owned_script(request, script_id) -> SavedScript:
     return get_object_or_404(SavedScript, owner=request.user, script_id=script_id)
 
 
+def saved_from_editor(request, saved: SavedScript) -> HttpResponse:
+    response = render(request, "executions/scripts.html#saved", {"saved": saved})
+    return trigger_client_event(response, "script-saved", {"name": saved.name})
+
+
 @login_required
 @require_http_methods(["GET", "HEAD", "POST"])
 def scripts(request):
@@ -298,14 +303,14 @@ def scripts(request):
             saved.owner = request.user
             saved.save()
             if request.htmx:
-                response = render(request, "executions/scripts.html#saved", {"saved": saved})
-                return trigger_client_event(response, "script-saved", {"name": saved.name})
+                return saved_from_editor(request, saved)
             messages.success(request, f"Saved “{saved.name}”.")
             return redirect(saved)
         status = 400
         if request.htmx:
-            return render(request, "executions/scripts.html#save-errors", {"form": form},
-                          status=status)
+            return render(
+                request, "executions/scripts.html#save-errors", {"form": form}, status=status
+            )
     context = {"scripts": request.user.scripts.all(), "form": form}
     return render(request, "executions/scripts.html", context, status=status)
 
@@ -313,21 +318,28 @@ def scripts(request):
 @login_required
 @require_http_methods(["GET", "HEAD", "POST"])
 def script_detail(request, script_id):
-    """A saved script; POST renames it (name and description)."""
+    """A saved script. POST renames it, or, from the editor (with a script), saves changes."""
     saved = owned_script(request, script_id)
-    form = RenameScriptForm(instance=saved, owner=request.user)
+    from_editor = "script" in request.POST
+    form_class = SaveScriptForm if from_editor else RenameScriptForm
+    data = request.POST if request.method == "POST" else None
+    form = form_class(data, instance=saved, owner=request.user)
     status = 200
-    if request.method == "POST":
-        form = RenameScriptForm(request.POST, instance=saved, owner=request.user)
-        if form.is_valid():
-            form.save()
-            if not request.htmx:
-                messages.success(request, "Saved.")
-                return redirect(saved)
-            form = RenameScriptForm(instance=saved, owner=request.user)
-        else:
-            status = 400
-            saved.refresh_from_db()
+    if form.is_bound and form.is_valid():
+        form.save()
+        if from_editor and request.htmx:
+            return saved_from_editor(request, saved)
+        if not request.htmx:
+            messages.success(request, f"Saved “{saved.name}”.")
+            return redirect(saved)
+        form = RenameScriptForm(instance=saved, owner=request.user)
+    elif form.is_bound:
+        status = 400
+        saved.refresh_from_db()  # show what is stored, not the rejected input
+        if from_editor and request.htmx:
+            return render(
+                request, "executions/scripts.html#save-errors", {"form": form}, status=status
+            )
     context = {"saved": saved, "form": form}
     if request.htmx:
         return render(request, "executions/script_detail.html#about", context, status=status)

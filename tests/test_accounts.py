@@ -11,8 +11,12 @@ def test_sign_up_signs_in(client):
     assert client.get(reverse("signup")).status_code == 200
     response = client.post(
         reverse("signup"),
-        {"username": "carol", "email": "c@example.com", "password1": "a-long-pass-42",
-         "password2": "a-long-pass-42"},
+        {
+            "username": "carol",
+            "email": "c@example.com",
+            "password1": "a-long-pass-42",
+            "password2": "a-long-pass-42",
+        },
         follow=True,
     )
     assert get_user_model().objects.filter(username="carol").exists()
@@ -38,13 +42,9 @@ def test_signed_in_users_skip_sign_up_and_log_in(client, alice):
 
 def test_log_in_and_out(client, alice):
     assert client.get(reverse("login")).status_code == 200
-    response = client.post(
-        reverse("login"), {"username": "alice", "password": "wrong"}
-    )
+    response = client.post(reverse("login"), {"username": "alice", "password": "wrong"})
     assert "Please enter a correct username and password" in response.content.decode()
-    response = client.post(
-        reverse("login"), {"username": "alice", "password": "alice-pass-123"}
-    )
+    response = client.post(reverse("login"), {"username": "alice", "password": "alice-pass-123"})
     assert response.status_code == 302 and response["Location"] == reverse("editor")
     assert client.get(reverse("logout")).status_code == 405
     response = client.post(reverse("logout"))
@@ -58,8 +58,11 @@ def test_change_password(client, alice):
     assert client.get(reverse("password_change")).status_code == 200
     response = client.post(
         reverse("password_change"),
-        {"old_password": "alice-pass-123", "new_password1": "new-long-pass-77",
-         "new_password2": "new-long-pass-77"},
+        {
+            "old_password": "alice-pass-123",
+            "new_password1": "new-long-pass-77",
+            "new_password2": "new-long-pass-77",
+        },
     )
     assert response["Location"] == reverse("password_change_done")
     alice.refresh_from_db()

@@ -69,7 +69,10 @@ def test_cancel_action(client, staff):
     )
     assert "Cancelled 2 run(s)." in response.content.decode()
     queued.refresh_from_db(), done.refresh_from_db(), running.refresh_from_db()
-    assert queued.status == "cancelled" and queued.reason == "Cancelled by an operator before it started."
+    assert (
+        queued.status == "cancelled"
+        and queued.reason == "Cancelled by an operator before it started."
+    )
     assert done.status == "completed"
     assert running.cancel_requested and running.reason == "Cancelled by an operator."
 
@@ -91,9 +94,10 @@ def test_saved_scripts_users_and_workers(client, staff, alice):
     Worker.objects.create(name="worker-1", backend="local")
     html = client.get(reverse("admin:executions_savedscript_changelist")).content.decode()
     assert "Sorter" in html
-    assert client.get(
-        reverse("admin:executions_savedscript_change", args=[saved.pk])
-    ).status_code == 200
+    assert (
+        client.get(reverse("admin:executions_savedscript_change", args=[saved.pk])).status_code
+        == 200
+    )
     assert "alice" in client.get(reverse("admin:accounts_user_changelist")).content.decode()
     html = client.get(reverse("admin:executions_worker_changelist")).content.decode()
     assert "worker-1" in html

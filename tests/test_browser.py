@@ -47,7 +47,9 @@ def browser():
             browser = p.chromium.launch(
                 executable_path=CHROMIUM,
                 args=[
-                    "--headless", "--no-sandbox", "--disable-gpu",
+                    "--headless",
+                    "--no-sandbox",
+                    "--disable-gpu",
                     "--disable-background-networking",
                 ],
             )
@@ -75,9 +77,11 @@ def page(browser, site):
     problems = []
     page.on(
         "console",
-        lambda msg: problems.append(msg.text)
-        if msg.type == "error" or "Content Security Policy" in msg.text
-        else None,
+        lambda msg: (
+            problems.append(msg.text)
+            if msg.type == "error" or "Content Security Policy" in msg.text
+            else None
+        ),
     )
     page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
     page.on("dialog", lambda dialog: problems.append(f"dialog: {dialog.message}"))
@@ -146,8 +150,10 @@ def test_the_seed_demo_on_312_and_39(page, site):
     errors = page.locator('#result [data-stream="stderr"]').inner_text()
     assert "SyntaxError" in errors
     assert "Exit 1" in page.locator("#result .badge").inner_text()
-    assert page.locator("#result [data-testid=explanation]").inner_text().startswith(
-        "The script ended with an error"
+    assert (
+        page.locator("#result [data-testid=explanation]")
+        .inner_text()
+        .startswith("The script ended with an error")
     )
 
 

@@ -200,3 +200,10 @@ def test_pages_send_a_strict_csp_and_no_inline_script_or_style(client):
     assert "<style" not in html
     assert "<script>" not in html  # every script has a src
     assert '"includeIndicatorStyles":false' in html
+
+
+def test_opening_a_run_in_the_editor_shows_its_result(client):
+    run = run_of(status="completed", exit_code=0, output="the old output")
+    html = client.get(reverse("editor"), {"from": str(run.execution_id)}).content.decode()
+    assert "the old output" in html
+    assert 'id="result"' in html and "Run again" in html

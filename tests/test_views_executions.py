@@ -98,10 +98,18 @@ def test_htmx_polling_gets_only_the_partial_and_stops_when_done(client):
         ({"status": "failed", "error_type": "output_limit"}, "printed more than 1 MiB"),
         ({"status": "completed", "error_type": "script_error", "exit_code": 1}, "exit code 1"),
         ({"status": "failed", "error_type": "system_error"}, "could not run this script"),
-        ({"status": "failed", "error_type": "system_error", "reason": "Pod unschedulable."},
-         "Pod unschedulable."),
-        ({"status": "cancelled", "error_type": "cancelled", "reason": "Cancelled by an operator."},
-         "Cancelled by an operator."),
+        (
+            {"status": "failed", "error_type": "system_error", "reason": "Pod unschedulable."},
+            "Pod unschedulable.",
+        ),
+        (
+            {
+                "status": "cancelled",
+                "error_type": "cancelled",
+                "reason": "Cancelled by an operator.",
+            },
+            "Cancelled by an operator.",
+        ),
     ],
 )
 def test_it_explains_how_a_run_ended(client, fields, words):
@@ -111,8 +119,12 @@ def test_it_explains_how_a_run_ended(client, fields, words):
 
 def test_it_uses_the_limits_the_run_was_held_to(client):
     run = run_of(
-        status="failed", error_type="memory_limit", limits={"memory_bytes": 64 * 1024 * 1024},
-        peak_memory_kb=65536, wall_time_ms=1500, cpu_time_ms=1200,
+        status="failed",
+        error_type="memory_limit",
+        limits={"memory_bytes": 64 * 1024 * 1024},
+        peak_memory_kb=65536,
+        wall_time_ms=1500,
+        cpu_time_ms=1200,
     )
     html = client.get(run.get_absolute_url()).content.decode()
     assert "used more than 64 MiB of memory" in html

@@ -40,20 +40,29 @@ def test_save_from_the_editor_without_js(client, alice):
     client.force_login(alice)
     response = client.post(
         reverse("scripts"),
-        {"name": " Fizz ", "description": "d", "script": "print('fizz')",
-         "python_version": "3.12", "stdin": "ignored"},
+        {
+            "name": " Fizz ",
+            "description": "d",
+            "script": "print('fizz')",
+            "python_version": "3.12",
+            "stdin": "ignored",
+        },
     )
     saved = SavedScript.objects.get()
     assert response.status_code == 302 and response["Location"] == saved.get_absolute_url()
     assert (saved.owner, saved.name, saved.script, saved.python_version) == (
-        alice, "Fizz", "print('fizz')", "3.12"
+        alice,
+        "Fizz",
+        "print('fizz')",
+        "3.12",
     )
 
 
 def test_save_from_the_editor_with_htmx(client, alice):
     client.force_login(alice)
     response = client.post(
-        reverse("scripts"), {"name": "Fizz", "script": "print(1)", "python_version": "3.12"},
+        reverse("scripts"),
+        {"name": "Fizz", "script": "print(1)", "python_version": "3.12"},
         **HTMX,
     )
     html = response.content.decode()
@@ -68,8 +77,11 @@ def test_save_from_the_editor_with_htmx(client, alice):
         ({"name": "", "script": "print(1)"}, "name", "This field is required"),
         ({"name": "Taken", "script": "print(1)"}, "name", "You already have a script called"),
         ({"name": "Empty", "script": "  "}, "script", "The script is empty"),
-        ({"name": "Old", "script": "print(1)", "python_version": "2.0"}, "python_version",
-         "is not available"),
+        (
+            {"name": "Old", "script": "print(1)", "python_version": "2.0"},
+            "python_version",
+            "is not available",
+        ),
     ],
 )
 def test_bad_input_names_the_field(client, alice, data, field, message):
@@ -133,7 +145,9 @@ def test_duplicate(client, alice):
     response = client.post(url)
     names = sorted(SavedScript.objects.values_list("name", flat=True))
     assert names == ["Sorter", "Sorter (copy)", "Sorter (copy) 2"]
-    assert response["Location"] == SavedScript.objects.get(name="Sorter (copy) 2").get_absolute_url()
+    assert (
+        response["Location"] == SavedScript.objects.get(name="Sorter (copy) 2").get_absolute_url()
+    )
 
 
 def test_delete(client, alice):
@@ -151,3 +165,25 @@ def test_wrong_method_on_the_list(client, alice):
     client.force_login(alice)
     assert client.put(reverse("scripts")).status_code == 405
     assert client.delete(saved_of(alice).get_absolute_url()).status_code == 405
+
+
+def test_save_changes_from_the_editor(client, alice):
+    saved = saved_of(alice)
+    client.force_login(alice)
+    html = client.get("/", {"script": str(saved.script_id)}).content.decode()
+    assert f'hx-post="{saved.get_absolute_url()}"' in html and "Save changes" in html
+    response = client.post(
+        saved.get_absolute_url(),
+        {"name": "Sorter", "script": "print('v2')", "python_version": "3.12"},
+        **HTMX,
+    )
+    assert response.status_code == 200 and "Saved as" in response.content.decode()
+    saved.refresh_from_db()
+    assert (saved.script, saved.python_version) == ("print('v2')", "3.12")
+
+    response = client.post(saved.get_absolute_url(), {"name": "Sorter", "script": ""}, **HTMX)
+    assert response.status_code == 400 and "The script is empty" in response.content.decode()
+    response = client.post(saved.get_absolute_url(), {"name": "Sorter", "script": "print(3)"})
+    assert response.status_code == 302
+    saved.refresh_from_db()
+    assert saved.script == "print(3)"

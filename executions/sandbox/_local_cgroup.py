@@ -88,6 +88,12 @@ class RunCgroup:
         """The cgroup.procs files a process writes "0" to to join, one per distinct directory."""
         return [f"{d}/cgroup.procs" for d in dict.fromkeys(self.dirs.values())]
 
+    def apply_limits(self, limits: Limits) -> None:
+        raise NotImplementedError
+
+    def is_empty(self) -> bool:
+        return not _pids(next(iter(self.dirs.values())))
+
     def kill(self) -> None:
         raise NotImplementedError
 
@@ -105,6 +111,30 @@ class RunCgroup:
 
 class RunCgroupV1(RunCgroup):
     version = "v1"
+
+    def apply_limits(self, limits: Limits) -> None:
+        """Set the run's limits on a fresh group (memory limits only ever start unlimited)."""
+        mem = self.dirs["memory"]
+        _write(f"{mem}/memory.limit_in_bytes", str(limits.memory_bytes))
+        # memsw (memory + swap) exists only with swap accounting; without it there is no
+        # swap to escape to, so the plain limit is the whole story.
+        with contextlib.suppress(FileNotFoundError):
+            _write(f"{mem}/memory.memsw.limit_in_bytes", str(limits.memory_bytes))
+        # bubblewrap's monitor and its pid-1 live in the group too: two more.
+        _write(f"{self.dirs['pids']}/pids.max", str(limits.processes + 2))
+        if "cpu" in self.dirs:
+            quota = int(CPU_PERIOD_US * cpu_cores(limits.cpu_limit))
+            _write(f"{self.dirs['cpu']}/cpu.cfs_quota_us", str(quota))
+
+    def rename(self, name: str) -> None:
+        """Give the group (and the processes already in it) a new name: v1 allows it."""
+        renamed = {}
+        for controller, directory in self.dirs.items():
+            target = os.path.join(os.path.dirname(directory), name)
+            if directory not in renamed:
+                os.rename(directory, target)
+                renamed[directory] = target
+            self.dirs[controller] = renamed[directory]
 
     def kill(self) -> None:
         freezer = self.dirs.get("freezer")
@@ -147,6 +177,16 @@ class RunCgroupV1(RunCgroup):
 class RunCgroupV2(RunCgroup):
     version = "v2"
 
+    def apply_limits(self, limits: Limits) -> None:
+        directory = self.dirs["unified"]
+        _write(f"{directory}/memory.max", str(limits.memory_bytes))
+        with contextlib.suppress(FileNotFoundError):
+            _write(f"{directory}/memory.swap.max", "0")
+        _write(f"{directory}/pids.max", str(limits.processes + 2))
+        if os.path.exists(f"{directory}/cpu.max"):
+            quota = int(CPU_PERIOD_US * cpu_cores(limits.cpu_limit))
+            _write(f"{directory}/cpu.max", f"{quota} {CPU_PERIOD_US}")
+
     def kill(self) -> None:
         directory = self.dirs["unified"]
         if os.path.exists(f"{directory}/cgroup.kill"):
@@ -184,7 +224,8 @@ class Hierarchy:
     def __init__(self, bases: dict[str, str]):
         self.bases = bases  # controller (or "unified") -> this installation's directory
 
-    def create(self, name: str, limits: Limits) -> RunCgroup:
+    def create(self, name: str, limits: Limits | None = None) -> RunCgroup:
+        """A new, empty run cgroup (FileExistsError if one by that name is left over)."""
         raise NotImplementedError
 
     def leftovers(self) -> dict[str, RunCgroup]:
@@ -233,24 +274,15 @@ class HierarchyV1(Hierarchy):
     def attach(self, name: str) -> RunCgroup:
         return RunCgroupV1({c: f"{b}/{name}" for c, b in self.bases.items()})
 
-    def create(self, name: str, limits: Limits) -> RunCgroup:
+    def create(self, name: str, limits: Limits | None = None) -> RunCgroup:
         group = self.attach(name)
         made = []
         try:
             for directory in dict.fromkeys(group.dirs.values()):
                 os.mkdir(directory)
                 made.append(directory)
-            mem = group.dirs["memory"]
-            _write(f"{mem}/memory.limit_in_bytes", str(limits.memory_bytes))
-            # memsw (memory + swap) exists only with swap accounting; without it there is
-            # no swap to escape to, so the plain limit is the whole story.
-            with contextlib.suppress(FileNotFoundError):
-                _write(f"{mem}/memory.memsw.limit_in_bytes", str(limits.memory_bytes))
-            # bubblewrap's monitor and its pid-1 live in the group too: two more.
-            _write(f"{group.dirs['pids']}/pids.max", str(limits.processes + 2))
-            if "cpu" in group.dirs:
-                quota = int(CPU_PERIOD_US * cpu_cores(limits.cpu_limit))
-                _write(f"{group.dirs['cpu']}/cpu.cfs_quota_us", str(quota))
+            if limits is not None:
+                group.apply_limits(limits)
         except BaseException:
             for directory in reversed(made):
                 with contextlib.suppress(OSError):
@@ -281,18 +313,13 @@ class HierarchyV2(Hierarchy):
     def attach(self, name: str) -> RunCgroup:
         return RunCgroupV2({"unified": f"{self.bases['unified']}/{name}"})
 
-    def create(self, name: str, limits: Limits) -> RunCgroup:
+    def create(self, name: str, limits: Limits | None = None) -> RunCgroup:
         group = self.attach(name)
         directory = group.dirs["unified"]
         os.mkdir(directory)
         try:
-            _write(f"{directory}/memory.max", str(limits.memory_bytes))
-            with contextlib.suppress(FileNotFoundError):
-                _write(f"{directory}/memory.swap.max", "0")
-            _write(f"{directory}/pids.max", str(limits.processes + 2))
-            if os.path.exists(f"{directory}/cpu.max"):
-                quota = int(CPU_PERIOD_US * cpu_cores(limits.cpu_limit))
-                _write(f"{directory}/cpu.max", f"{quota} {CPU_PERIOD_US}")
+            if limits is not None:
+                group.apply_limits(limits)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.rmdir(directory)

@@ -2,21 +2,26 @@
 
 How one run goes:
 
-1. A cgroup per run (memory, pids, cpu quota; usage read back at the end) is made under
-   /sys/fs/cgroup/<controller>/<SANDBOX_NAME>/<run> (v1) or /sys/fs/cgroup/<SANDBOX_NAME>/<run>
-   (v2). Where neither is writable, rlimits stand in (one warning per process).
-2. /bin/sh joins that cgroup by writing "0" to its cgroup.procs files, sets rlimits, and
-   execs bubblewrap, so the sandbox and everything it starts are inside before the script runs.
-   No preexec_fn: the worker runs several sandboxes from threads.
-3. bubblewrap unshares every namespace, maps a non-root uid, binds read-only only /usr (with the
-   /bin, /lib ... links) and the interpreter's prefix, and gives a size-capped /tmp. The script
-   arrives through a memfd (bound read-only at /scripts/script.py), stdin through another, so a
-   run leaves no files behind.
+1. A cgroup per run (memory + swap, pids, cpu quota; usage read back at the end) named after
+   the run: /sys/fs/cgroup/<controller>/<SANDBOX_NAME>/<run> (v1) or
+   /sys/fs/cgroup/<SANDBOX_NAME>/<run> (v2). Where neither is writable, rlimits stand in
+   (one warning per process).
+2. A launcher, /bin/sh, joins that cgroup by writing "0" to its cgroup.procs files, reads one
+   line from stdin (rlimits, then `exec bwrap`) and evals it; the rest of its stdin is the
+   script's stdin. So the sandbox and everything it starts are inside before the script runs,
+   without preexec_fn (the worker runs several sandboxes from threads). Joining a v1 cgroup
+   makes the kernel wait for an RCU grace period (~10 ms here), so on v1 the backend keeps a
+   spare launcher that has already joined a fresh cgroup, renamed to the run's when taken.
+3. bubblewrap unshares every namespace, runs the script as uid 65534 with no capabilities,
+   binds read-only only /usr (with the /bin, /lib ... links) and the interpreter's prefix, and
+   gives a size-capped /tmp. The script comes from a memfd (bound read-only at
+   /scripts/script.py), so a run leaves no files behind.
 4. One loop waits on stdout, stderr, the process (pidfd), the wall clock and the cancel event.
    Killing bubblewrap's monitor kills its pid-1 (--die-with-parent), which takes the whole pid
    namespace with it; the cgroup is then emptied and removed.
 """
 
+import atexit
 import contextlib
 import logging
 import math
@@ -54,6 +59,11 @@ log = logging.getLogger(__name__)
 BWRAP = "bwrap"
 SH = "/bin/sh"
 SCRIPT_PATH = "/scripts/script.py"
+SCRIPT_FD = 3  # the launcher opens the script here for bubblewrap to copy in
+ARGS_FD = 4  # ... and bubblewrap's arguments here
+SPARE_PREFIX = "spare-"
+READY = b"R"  # a launcher prints this once it is in its cgroup
+READY_TIMEOUT_S = 1.0
 SANDBOX_UID = 65534  # nobody
 SANDBOX_ENV = {
     "PATH": "/usr/local/bin:/usr/bin:/bin",
@@ -131,11 +141,54 @@ class _Output:
         return b"".join(self.chunks[stream]).decode("utf-8", errors="replace")
 
 
+class _Launcher:
+    """/bin/sh in its cgroup (if any), waiting to exec a run's sandbox; see LocalBackend."""
+
+    def __init__(self, proc: subprocess.Popen, group: RunCgroup | None):
+        self.proc = proc
+        self.group = group
+        self.ready = False  # READY read from stdout: it is in its cgroup
+
+    def wait_ready(self, timeout: float) -> bool:
+        """Wait until the launcher has joined its cgroup (and so may be renamed)."""
+        if not self.ready:
+            fd = self.proc.stdout.fileno()
+            with selectors.DefaultSelector() as sel:
+                sel.register(fd, selectors.EVENT_READ)
+                if sel.select(timeout):
+                    self.ready = os.read(fd, len(READY)) == READY
+        return self.ready
+
+    def finish(self) -> None:
+        """Make sure the process is gone and reaped, and its pipes closed."""
+        if self.proc.returncode is None:
+            with contextlib.suppress(OSError):
+                self.proc.kill()
+            self.proc.wait()
+        for pipe in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            with contextlib.suppress(OSError):
+                pipe.close()
+
+    def discard(self) -> None:
+        self.finish()
+        if self.group is not None:
+            self.group.remove()
+
+
 class LocalBackend(Backend):
     name = "local"
 
-    def __init__(self, cgroup_root: str | None = "/sys/fs/cgroup", name: str | None = None):
-        """cgroup_root=None (or a path that is not a writable cgroup tree) means rlimits only."""
+    def __init__(
+        self,
+        cgroup_root: str | None = "/sys/fs/cgroup",
+        name: str | None = None,
+        spares: int = 1,
+    ):
+        """cgroup_root=None (or a path that is not a writable cgroup tree) means rlimits only.
+
+        spares: launchers kept ready inside fresh cgroups (v1 only, where cgroups can be
+        renamed), so a run does not wait for the kernel to move a process into one.
+        """
         self.sandbox_name = name or settings.SANDBOX_NAME
         self.hierarchy: Hierarchy | None = find_hierarchy(cgroup_root or "", self.sandbox_name)
         if self.hierarchy is None:
@@ -144,6 +197,12 @@ class LocalBackend(Backend):
                 "memory, processes and CPU with rlimits only, which are per process and weaker."
             )
         self.mode = self.hierarchy.version if self.hierarchy else "rlimits"
+        self.spares = spares if self.mode == "v1" else 0
+        self._pool: list[_Launcher] = []
+        self._pool_lock = threading.Lock()
+        self._closed = False
+        if self.spares:
+            atexit.register(self.close)  # spares would leave empty cgroups behind
         self.base_args = self._base_args()
         # Run as root, bubblewrap maps the sandbox's uid to host uid 0 (without capabilities).
         # The kernel lets that uid write root-owned 0644 sysctls, which bubblewrap does not
@@ -158,7 +217,6 @@ class LocalBackend(Backend):
     @staticmethod
     def _base_args() -> list[str]:
         args = [
-            BWRAP,
             "--unshare-all",
             "--unshare-user",  # --unshare-all only tries; we insist
             "--disable-userns",
@@ -180,7 +238,8 @@ class LocalBackend(Backend):
             args += ["--setenv", name, value]
         return args
 
-    def command(self, spec: RunSpec, script_fd: int) -> list[str]:
+    def command(self, spec: RunSpec) -> list[str]:
+        """bubblewrap's options (for --args); the script is read from SCRIPT_FD."""
         prefix = spec.runtime.prefix
         limits = spec.limits
         shm_bytes = max(limits.tmp_bytes // 4, 1024 * 1024)
@@ -191,21 +250,23 @@ class LocalBackend(Backend):
             "--dev", "/dev",
             "--size", str(limits.tmp_bytes), "--tmpfs", "/tmp",
             "--size", str(shm_bytes), "--tmpfs", "/dev/shm",
-            "--perms", "0444", "--ro-bind-data", str(script_fd), SCRIPT_PATH,
+            "--perms", "0444", "--ro-bind-data", str(SCRIPT_FD), SCRIPT_PATH,
             "--remount-ro", "/dev",
             "--remount-ro", "/",
             "--chdir", "/tmp",
-            spec.runtime.executable, "-u", "-B", "-I", "-S", SCRIPT_PATH,
         ]  # fmt: skip
 
-    def launcher(self, spec: RunSpec, join_paths: list[str]) -> str:
-        """The sh program that joins the cgroup, sets rlimits and execs bubblewrap ("$@").
+    @staticmethod
+    def python(spec: RunSpec) -> list[str]:
+        """The command bubblewrap runs: unbuffered, isolated, no site (-S keeps start-up cheap
+        and keeps the interpreter's site-packages out)."""
+        return [spec.runtime.executable, "-u", "-B", "-I", "-S", SCRIPT_PATH]
 
-        If a step fails it exits LAUNCH_FAILED before anything of the script has run.
-        """
+    def exec_line(self, spec: RunSpec, args_path: str, script_path: str, cgroup: bool) -> str:
+        """The line a launcher evals: set rlimits, exec bubblewrap with its arguments (NUL
+        separated, see command()) on fd ARGS_FD and the script on SCRIPT_FD."""
         limits = spec.limits
-        steps = [f"echo 0 > {shlex.quote(path)}" for path in join_paths]
-        steps += [
+        steps = [
             # SIGXCPU at the limit says "CPU time" unambiguously; SIGKILL a second later.
             f"ulimit -S -t {math.ceil(limits.cpu_time_s)}",
             f"ulimit -H -t {math.ceil(limits.cpu_time_s) + 1}",
@@ -213,12 +274,99 @@ class LocalBackend(Backend):
             "ulimit -c 0",
             f"ulimit -n {OPEN_FILES}",
         ]
-        if not join_paths:  # no cgroup: per-process limits are all there is
+        if not cgroup:  # per-process limits are all there is
             steps += [
                 f"ulimit -v {limits.memory_bytes // 1024}",
                 f"ulimit -p {limits.processes + 2}",
             ]
-        return f'{{ {" && ".join(steps)}; }} || exit {LAUNCH_FAILED}; exec "$@"'
+        return (
+            f"{{ {' && '.join(steps)}; }} || exit {LAUNCH_FAILED}; "
+            f"exec {BWRAP} --args {ARGS_FD} {ARGS_FD}<{shlex.quote(args_path)} "
+            f"{shlex.join(self.python(spec))} {SCRIPT_FD}<{shlex.quote(script_path)}"
+        )
+
+    # --- launchers -----------------------------------------------------------------------
+    #
+    # A launcher is /bin/sh that has joined a run's cgroup and waits on stdin for one line
+    # to eval (rlimits, then exec bubblewrap); what follows that line on stdin is the
+    # script's stdin. Joining a cgroup v1 costs the joiner an RCU grace period (about 10 ms
+    # here) inside the kernel, so the backend keeps spare launchers that have already paid
+    # it: a run takes one, renames its cgroup after the run, sets the limits and goes.
+
+    def _spawn(self, group: RunCgroup | None) -> "_Launcher":
+        joins = (
+            " && ".join(f"echo 0 > {shlex.quote(p)}" for p in group.join_paths) if group else ":"
+        )
+        program = (
+            f"{{ {joins}; }} || exit {LAUNCH_FAILED}; printf {READY.decode()}; "
+            f'read -r line || exit {LAUNCH_FAILED}; eval "$line"'
+        )
+        proc = subprocess.Popen(
+            [SH, "-c", program, "sandbox"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=LAUNCH_ENV,
+            start_new_session=True,
+        )
+        return _Launcher(proc, group)
+
+    def _take(self, name: str, spec: RunSpec) -> "_Launcher":
+        """A launcher whose cgroup is named `name` and holds spec's limits."""
+        if self.hierarchy is None:
+            return self._spawn(None)
+        spare = None
+        with self._pool_lock:
+            while self._pool and spare is None:
+                candidate = self._pool.pop(0)
+                if candidate.proc.poll() is None and candidate.wait_ready(READY_TIMEOUT_S):
+                    spare = candidate
+                else:
+                    candidate.discard()
+        if spare is not None:
+            try:
+                try:
+                    spare.group.rename(name)
+                except FileExistsError:  # a crashed earlier attempt of the same run
+                    self.hierarchy.attach(name).remove()
+                    spare.group.rename(name)
+                spare.group.apply_limits(spec.limits)
+            except BaseException:
+                spare.discard()
+                raise
+            return spare
+        try:
+            group = self.hierarchy.create(name, spec.limits)
+        except FileExistsError:
+            self.hierarchy.attach(name).remove()
+            group = self.hierarchy.create(name, spec.limits)
+        try:
+            return self._spawn(group)
+        except BaseException:
+            group.remove()
+            raise
+
+    def _refill(self) -> None:
+        while True:
+            with self._pool_lock:
+                if len(self._pool) >= self.spares or self._closed:
+                    return
+            group = self.hierarchy.create(f"{SPARE_PREFIX}{uuid.uuid4().hex}")
+            try:
+                launcher = self._spawn(group)
+            except BaseException:
+                group.remove()
+                raise
+            with self._pool_lock:
+                self._pool.append(launcher)
+
+    def close(self) -> None:
+        """Stop the spare launchers and remove their cgroups."""
+        with self._pool_lock:
+            self._closed = True
+            pool, self._pool = self._pool, []
+        for launcher in pool:
+            launcher.discard()
 
     # --- one run -------------------------------------------------------------------------
 
@@ -231,46 +379,34 @@ class LocalBackend(Backend):
                 f"({executable or 'no interpreter configured'}).",
             )
         name = _run_name(spec.run_id)
-        group: RunCgroup | None = None
-        fds: list[int] = []
+        launcher = None
+        fds = []
         try:
-            if self.hierarchy is not None:
-                try:
-                    group = self.hierarchy.create(name, spec.limits)
-                except FileExistsError:  # a crashed earlier attempt of the same run
-                    self.hierarchy.attach(name).remove()
-                    group = self.hierarchy.create(name, spec.limits)
-            script_fd = _memfd("script", spec.script.encode("utf-8", "surrogatepass"))
-            fds.append(script_fd)
-            stdin_fd = _memfd("stdin", (spec.stdin or "").encode("utf-8", "surrogatepass"))
-            fds.append(stdin_fd)
-            join_paths = group.join_paths if group else []
-            argv = [SH, "-c", self.launcher(spec, join_paths), "sandbox"]
-            argv += self.command(spec, script_fd)
-            return self._supervise(spec, argv, [script_fd], stdin_fd, group, cancel)
+            started = time.monotonic()
+            launcher = self._take(name, spec)
+            # The launcher (root, outside the sandbox) opens our memfds by path: fds above 9
+            # are out of dash's reach, and a spare was started before this run existed. A
+            # file of arguments also spares dash reading a long line one byte at a time.
+            fds.append(_memfd("args", "\0".join(self.command(spec)).encode() + b"\0"))
+            fds.append(_memfd("script", spec.script.encode("utf-8", "surrogatepass")))
+            args_path, script_path = (f"/proc/{os.getpid()}/fd/{fd}" for fd in fds)
+            line = self.exec_line(spec, args_path, script_path, launcher.group is not None)
+            feed = line.encode() + b"\n" + (spec.stdin or "").encode("utf-8", "surrogatepass")
+            return self._supervise(spec, launcher, feed, started, cancel)
         except OSError as exc:
             log.exception("local sandbox failed to start run %s", name)
             return system_error(spec, f"The sandbox could not start: {exc}")
         finally:
             for fd in fds:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-            if group is not None:
-                if not group.remove():
+                os.close(fd)
+            if launcher is not None:
+                launcher.finish()
+                if launcher.group is not None and not launcher.group.remove():
                     log.error("could not remove cgroup of run %s", name)
 
-    def _supervise(self, spec, argv, pass_fds, stdin_fd, group, cancel) -> RunResult:
+    def _supervise(self, spec, launcher, feed: bytes, started: float, cancel) -> RunResult:
         limits = spec.limits
-        started = time.monotonic()
-        proc = subprocess.Popen(
-            argv,
-            stdin=stdin_fd,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            pass_fds=pass_fds,
-            env=LAUNCH_ENV,
-            start_new_session=True,
-        )
+        proc, group = launcher.proc, launcher.group
         output = _Output(limits.output_bytes)
         stopped = ""  # why we killed it: cancelled, timeout, output_limit
         pidfd = None
@@ -279,10 +415,12 @@ class LocalBackend(Backend):
             with contextlib.suppress(OSError):
                 pidfd = os.pidfd_open(proc.pid)
                 sel.register(pidfd, selectors.EVENT_READ, "exit")
-            streams = {"out": proc.stdout, "err": proc.stderr}
-            for stream, pipe in streams.items():
+            for stream, pipe in (("out", proc.stdout), ("err", proc.stderr)):
                 os.set_blocking(pipe.fileno(), False)
                 sel.register(pipe, selectors.EVENT_READ, stream)
+            os.set_blocking(proc.stdin.fileno(), False)
+            sel.register(proc.stdin, selectors.EVENT_WRITE, "in")
+            feed_view = memoryview(feed)
             open_pipes = 2
             exited = False
             reaped = None
@@ -312,18 +450,28 @@ class LocalBackend(Backend):
                     if key.data == "exit":
                         exited = True
                         sel.unregister(key.fileobj)
-                        continue
-                    try:
-                        data = os.read(key.fileobj.fileno(), READ_CHUNK)
-                    except BlockingIOError:
-                        continue
-                    if not data:
-                        sel.unregister(key.fileobj)
-                        open_pipes -= 1
-                    elif not output.add(key.data, data) and not stopped:
-                        stopped = OUTPUT_LIMIT
-                        self._kill(proc, pidfd, group)
-                        drain_until = time.monotonic()  # nothing more is kept
+                    elif key.data == "in":
+                        feed_view = self._feed(proc, sel, feed_view)
+                        if not feed_view and self.spares:
+                            self._refill()  # while this run's sandbox starts
+                    else:
+                        try:
+                            data = os.read(key.fileobj.fileno(), READ_CHUNK)
+                        except BlockingIOError:
+                            continue
+                        if not data:
+                            sel.unregister(key.fileobj)
+                            open_pipes -= 1
+                            continue
+                        if key.data == "out" and not launcher.ready:
+                            launcher.ready = data.startswith(READY)
+                            data = data[len(READY) :] if launcher.ready else data
+                            if not data:
+                                continue
+                        if not output.add(key.data, data) and not stopped:
+                            stopped = OUTPUT_LIMIT
+                            self._kill(proc, pidfd, group)
+                            drain_until = time.monotonic()  # nothing more is kept
             if not exited or drain_until is not None:
                 self._kill(proc, pidfd, group)
             if reaped is None:
@@ -336,11 +484,6 @@ class LocalBackend(Backend):
             sel.close()
             if pidfd is not None:
                 os.close(pidfd)
-            proc.stdout.close()
-            proc.stderr.close()
-            if proc.returncode is None:
-                proc.kill()
-                proc.wait()
         if group is not None:
             group.kill()  # anything left (nothing should be): gone before we measure
             cpu_ms, peak_kb, oom = group.usage()
@@ -348,6 +491,20 @@ class LocalBackend(Backend):
             cpu_ms = int((rusage.ru_utime + rusage.ru_stime) * 1000)
             peak_kb, oom = rusage.ru_maxrss, False
         return self._result(spec, proc.returncode, output, stopped, wall_ms, cpu_ms, peak_kb, oom)
+
+    @staticmethod
+    def _feed(proc, sel, rest: memoryview) -> memoryview:
+        """Write what the pipe takes of the launcher's line and the script's stdin."""
+        try:
+            rest = rest[os.write(proc.stdin.fileno(), rest) :]
+        except BlockingIOError:
+            return rest
+        except OSError:  # the script exited or closed its stdin: the rest is not wanted
+            rest = rest[len(rest) :]
+        if not rest:
+            sel.unregister(proc.stdin)
+            proc.stdin.close()
+        return rest
 
     @staticmethod
     def _kill(proc, pidfd, group) -> None:
@@ -402,7 +559,8 @@ class LocalBackend(Backend):
             result.reason = f"Stopped: used more than {limits.cpu_time_s:g} s of CPU time."
         elif not out and (
             (exit_code == 1 and err.startswith("bwrap: "))
-            or (exit_code == LAUNCH_FAILED and err.startswith("sandbox: "))
+            # the launcher's own complaints: a cgroup, an rlimit, a missing bwrap or memfd
+            or (exit_code in (2, LAUNCH_FAILED, 126, 127) and err.startswith("sandbox: "))
         ):
             log.error("local sandbox failed to start: %s", err.strip())
             result.status, result.error_type = FAILED, SYSTEM_ERROR
@@ -420,9 +578,15 @@ class LocalBackend(Backend):
         if self.hierarchy is None:
             return 0
         live = {_run_name(r) for r in (live_run_ids or ())}
+        with self._pool_lock:
+            live |= {os.path.basename(s.group.dirs["memory"]) for s in self._pool}
         removed = 0
         for name, group in self.hierarchy.leftovers().items():
             if name in live:
+                continue
+            # A spare of another live worker holds a waiting launcher; a dead worker's spare
+            # launcher read end-of-file and left, so its cgroup is empty.
+            if name.startswith(SPARE_PREFIX) and not group.is_empty():
                 continue
             if group.remove():
                 removed += 1

@@ -172,8 +172,13 @@
       }
     });
 
+    // The shortcut only works with this script, so it is only mentioned when it runs.
     document.querySelectorAll("[data-shortcut]").forEach(function (el) {
       el.textContent = isMac ? "⌘ Enter" : "Ctrl+Enter";
+      el.hidden = false;
+    });
+    document.querySelectorAll("[data-shortcut-hint]").forEach(function (el) {
+      el.hidden = false;
     });
 
     var menu = document.getElementById("examples-menu");

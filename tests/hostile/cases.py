@@ -534,6 +534,22 @@ CASES = [
         host_checks=True,
     ),
     Case(
+        "inherited_file_descriptors",
+        FAILS(
+            [
+                "import os",
+                "extra = []",
+                "for fd in range(3, 1024):",
+                "    try:",
+                "        os.fstat(fd)",
+                "        extra.append((fd, os.readlink(f'/proc/self/fd/{fd}')))",
+                "    except OSError:",
+                "        pass",
+                "print('SAFE' if not extra else f'BREACH open fds {extra}')",
+            ]
+        ),
+    ),
+    Case(
         "stdin_is_private",
         "import sys\ndata = sys.stdin.read()\nprint('SAFE', len(data), repr(data[:20]))\n",
         stdin="only this\n",
