@@ -1,0 +1,70 @@
+"""`make run`'s command: web server and worker together, stopped together by Ctrl+C."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import database_url
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get(url, data=None):
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=20) as response:
+        return response.status, json.loads(response.read())
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_serve_runs_web_and_worker_and_stops_both_on_ctrl_c():
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "manage.py", "serve", "--port", str(port)],
+        cwd=ROOT,
+        env={**os.environ, "DATABASE_URL": database_url()},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                status, body = get(f"{base}/readyz")
+                if status == 200:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "the site did not become ready"
+            time.sleep(0.2)
+        assert body["workers"] == 1
+
+        status, result = get(
+            f"{base}/api/v1/execute?wait=true", json.dumps({"script": "print(6 * 7)"}).encode()
+        )
+        assert (status, result["status"], result["output"]) == (200, "completed", "42\n")
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl+C in a terminal sends
+        out, _ = proc.communicate(timeout=40)
+    assert proc.returncode == 0, out.decode(errors="replace")
+    assert f"integr8s is up on http://127.0.0.1:{port}/" in out.decode()
+    leftover = subprocess.run(
+        ["pgrep", "-f", f"127.0.0.1:{port}"], capture_output=True, text=True
+    ).stdout
+    assert leftover == ""
