@@ -64,7 +64,7 @@ def check_submission(request) -> Refusal | None:
     now = time.time()
     history = [t for t in cache.get(key, []) if t > now - period]
     if len(history) >= allowed:
-        wait = max(1, math.ceil(history[0] + period - now))
+        wait = max(1, math.ceil(history[0] + period - now)) if history else period
         return Refusal(
             f"Too many runs: the limit is {allowed} per {period} seconds. "
             f"Try again in {wait} seconds.",

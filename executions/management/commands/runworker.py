@@ -209,7 +209,9 @@ class Command(BaseCommand):
                 self.in_flight.pop(execution.pk, None)
             metrics.IN_FLIGHT.set(len(self.in_flight))
             self.wakeup.set()
-            connection.close()
+            # Keep this thread's connection for its next run (a new PostgreSQL connection costs
+            # a backend process); close it only when too old or broken.
+            close_old_connections()
 
     def sandbox(self, execution: Execution, cancel: threading.Event) -> RunResult:
         try:
@@ -293,4 +295,22 @@ class Command(BaseCommand):
             for job in jobs:
                 job.cancel.set()
             wait([j.future for j in jobs], timeout=10)
+        self.close_pool_connections()
         self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def close_pool_connections(self):
+        """Close each pool thread's database connection (they are thread-local).
+
+        One task per thread, held at a barrier until all are running, so each lands on a
+        different thread.
+        """
+        barrier = threading.Barrier(self.concurrency)
+
+        def close():
+            try:
+                barrier.wait(timeout=5)
+            except threading.BrokenBarrierError:
+                pass
+            connection.close()
+
+        wait([self.pool.submit(close) for _ in range(self.concurrency)], timeout=10)
