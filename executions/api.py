@@ -173,26 +173,26 @@ def earlier_submission(key: str, caller: dict) -> Execution | None:
 def wait_for(execution: Execution) -> Execution:
     """Hold until the run ends: at most its wall time + WAIT_MARGIN_S queued, and as long again
     once it starts. On PostgreSQL the worker's NOTIFY wakes us at once; otherwise (and as a
-    safety net) only the status is polled. The full row is read once at the end."""
+    safety net) the row is polled by primary key."""
     budget = execution.wait_seconds() + settings.WAIT_MARGIN_S
-    state = {"status": execution.status, "deadline": time.monotonic() + budget}
+    state = {"row": execution, "deadline": time.monotonic() + budget}
 
     def ended() -> bool:
-        seen = Execution.objects.filter(pk=execution.pk).values_list("status", flat=True).first()
+        # The whole row, so the answer needs no further query once the run has ended.
+        seen = Execution.objects.filter(pk=execution.pk).first()
         if seen is None:  # deleted meanwhile (by an operator)
             raise exceptions.NotFound("This execution was deleted.")
-        if seen == Execution.Status.RUNNING and state["status"] != seen:
+        if seen.status == Execution.Status.RUNNING and state["row"].status != seen.status:
             state["deadline"] = time.monotonic() + budget  # time queued does not eat the run's
-        state["status"] = seen
-        return seen not in ACTIVE
+        state["row"] = seen
+        return seen.status not in ACTIVE
 
     key = str(execution.execution_id)
     while True:
         remaining = state["deadline"] - time.monotonic()
         if remaining <= 0 or notify.waiters.wait_until(key, ended, remaining):
             break
-    execution.refresh_from_db()
-    return execution
+    return state["row"]
 
 
 def accepted(execution: Execution, request) -> Response:

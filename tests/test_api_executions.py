@@ -542,15 +542,13 @@ def test_the_api_root_is_a_json_404(client):
 
 
 def test_an_execution_deleted_during_a_wait_is_a_404(client, monkeypatch):
-    from executions import api
+    from executions import notify
 
-    real_sleep = api.time.sleep
+    def delete_while_waiting(key, done, timeout, poll=0.02):
+        Execution.objects.all().delete()  # an operator deletes it meanwhile
+        return done()
 
-    def sleep_and_delete(seconds):
-        Execution.objects.all().delete()
-        real_sleep(0)
-
-    monkeypatch.setattr(api.time, "sleep", sleep_and_delete)
+    monkeypatch.setattr(notify.waiters, "wait_until", delete_while_waiting)
     r = client.post(EXECUTE + "?wait=1", {"script": "print(1)"}, format="json")
     assert r.status_code == 404
     assert "deleted" in r.json()["detail"]

@@ -12,11 +12,22 @@ How one run goes:
    without preexec_fn (the worker runs several sandboxes from threads). Joining a v1 cgroup
    makes the kernel wait for an RCU grace period (~10 ms here), so on v1 the backend keeps a
    spare launcher that has already joined a fresh cgroup, renamed to the run's when taken.
-3. bubblewrap unshares every namespace, runs the script as uid 65534 with no capabilities,
-   binds read-only only /usr (with the /bin, /lib ... links) and the interpreter's prefix, and
-   gives a size-capped /tmp. The script comes from a memfd (bound read-only at
-   /scripts/script.py), so a run leaves no files behind.
-4. One loop waits on stdout, stderr, the process (pidfd), the wall clock and the cancel event.
+3. The sandbox is never host root. A worker running as root has its launchers give up root
+   (uid and gid SANDBOX_HOST_UID, no supplementary groups, no capabilities) once they are in
+   their cgroup and before they wait for a run, so bubblewrap's user namespace maps the
+   sandbox's uid to that unprivileged host uid, not to 0. That uid cannot reach interpreters
+   under /root (mode 700), so the launchers first enter a private mount namespace, made once
+   per backend by a waiting root process ("stage"), in which the directories it cannot reach
+   are bind-mounted read-only under a tmpfs at /mnt; bubblewrap binds them from there to
+   their usual paths. Nothing changes on the host. A worker that is not root needs none of
+   this: bubblewrap maps the sandbox to the worker's own uid.
+4. bubblewrap unshares every namespace, runs the script as uid 65534 with no capabilities,
+   binds read-only only /usr (with the /bin, /lib ... links) and the interpreter's prefix
+   (with its site-packages covered by an empty read-only tmpfs: the standard library only),
+   and gives a size-capped /tmp. The script comes from a memfd (bound read-only at
+   /scripts/script.py), so a run leaves no files behind. The launcher holds that memfd and
+   the one with bubblewrap's arguments from its start; the run writes them.
+5. One loop waits on stdout, stderr, the process (pidfd), the wall clock and the cancel event.
    Killing bubblewrap's monitor kills its pid-1 (--die-with-parent), which takes the whole pid
    namespace with it; the cgroup is then emptied and removed.
 """
@@ -30,12 +41,14 @@ import re
 import selectors
 import shlex
 import signal
+import stat
 import subprocess
 import threading
 import time
 import uuid
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 
 from executions.limits import human_bytes
 from executions.sandbox._local_cgroup import Hierarchy, RunCgroup, find_hierarchy
@@ -58,13 +71,18 @@ log = logging.getLogger(__name__)
 
 BWRAP = "bwrap"
 SH = "/bin/sh"
+UNSHARE = "unshare"  # util-linux, like the two below
+NSENTER = "nsenter"
+MOUNT = "mount"
 SCRIPT_PATH = "/scripts/script.py"
-SCRIPT_FD = 3  # the launcher opens the script here for bubblewrap to copy in
-ARGS_FD = 4  # ... and bubblewrap's arguments here
 SPARE_PREFIX = "spare-"
 READY = b"R"  # a launcher prints this once it is in its cgroup
 READY_TIMEOUT_S = 1.0
-SANDBOX_UID = 65534  # nobody
+SANDBOX_UID = 65534  # nobody, inside the sandbox
+DEFAULT_HOST_UID = 65534  # what it is on the host when the worker runs as root
+# Where the stage's tmpfs is mounted, in its private mount namespace only: the first that exists.
+STAGE_MOUNTS = ("/mnt", "/media", "/srv")
+STAGE_TIMEOUT_S = 5.0
 SANDBOX_ENV = {
     "PATH": "/usr/local/bin:/usr/bin:/bin",
     "LANG": "C.UTF-8",
@@ -107,13 +125,147 @@ def _run_name(run_id: str) -> str:
     return name or uuid.uuid4().hex
 
 
-def _memfd(name: str, data: bytes) -> int:
-    fd = os.memfd_create(name, os.MFD_CLOEXEC)
+def _memfd(name: str) -> int:
+    """An empty memfd, close-on-exec here (a launcher gets it through pass_fds)."""
+    return os.memfd_create(name, os.MFD_CLOEXEC)
+
+
+def _fill(fd: int, data: bytes) -> None:
+    """Write data to a launcher's memfd from its start and rewind it: the launcher shares the
+    file offset, so what it (bubblewrap) reads starts at the beginning."""
+    os.ftruncate(fd, 0)
     view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
+    offset = 0
+    while offset < len(view):
+        offset += os.pwrite(fd, view[offset:], offset)
     os.lseek(fd, 0, os.SEEK_SET)
-    return fd
+
+
+def host_ids() -> tuple[int, int] | None:
+    """(uid, gid) the launchers drop to when the worker is root; None when it is not."""
+    if os.geteuid() != 0:
+        return None
+    raw = getattr(settings, "SANDBOX_HOST_UID", DEFAULT_HOST_UID)
+    try:
+        uid = int(raw)
+    except (TypeError, ValueError):
+        raise ImproperlyConfigured(f"SANDBOX_HOST_UID: {raw!r} is not a number") from None
+    if uid <= 0 or uid >= 2**32 - 1:
+        raise ImproperlyConfigured(
+            f"SANDBOX_HOST_UID: {uid} would let the sandbox act as host root (or is invalid); "
+            "use an unprivileged uid that owns nothing, such as 65534."
+        )
+    return uid, uid
+
+
+def _can_search(directory: str, uid: int, gid: int) -> bool:
+    """Whether uid (with only gid, no supplementary groups) may traverse directory."""
+    try:
+        st = os.stat(directory)
+    except OSError:
+        return True  # nothing to stage; bubblewrap reports the missing path
+    if st.st_uid == uid:
+        return bool(st.st_mode & stat.S_IXUSR)
+    if st.st_gid == gid:
+        return bool(st.st_mode & stat.S_IXGRP)
+    return bool(st.st_mode & stat.S_IXOTH)
+
+
+def stage_root(prefix: str, uid: int, gid: int) -> str | None:
+    """The directory to bind-mount where uid can reach it so that it reaches prefix (the child
+    of the deepest ancestor it cannot traverse: /root/.pyenv for /root/.pyenv/versions/3.12.1),
+    or None when it reaches prefix as it is."""
+    parts = [p for p in prefix.split("/") if p]
+    ancestors = ["/"] + ["/" + "/".join(parts[: i + 1]) for i in range(len(parts) - 1)]
+    blocked = -1
+    for i, directory in enumerate(ancestors):
+        if not _can_search(directory, uid, gid):
+            blocked = i
+    return None if blocked < 0 else "/" + "/".join(parts[: blocked + 1])
+
+
+def site_dirs(prefix: str, version: str) -> list[str]:
+    """The interpreter's site-packages (and Debian's dist-packages) that exist: covered in the
+    sandbox, so scripts get the standard library only, not pip or start-up .pth files."""
+    candidates = [
+        f"{prefix}/{lib}/python{version}/{kind}"
+        for lib in ("lib", "lib64", "local/lib")
+        for kind in ("site-packages", "dist-packages")
+    ]
+    candidates.append(f"{prefix}/lib/python3/dist-packages")
+    found = []
+    for path in candidates:
+        real = os.path.realpath(path)
+        if os.path.isdir(real) and real.startswith(prefix + "/") and real not in found:
+            found.append(real)
+    return found
+
+
+class _Stage:
+    """A private mount namespace with the directories the sandbox's host uid cannot reach
+    bind-mounted read-only under a tmpfs at STAGE_MOUNTS[0] (/mnt), held by a root process
+    that waits on its stdin (so it leaves with the worker). Launchers enter it with nsenter
+    before they give up root; the host's mounts are untouched."""
+
+    def __init__(self, roots: tuple[str, ...]):
+        mount_at = next(
+            (d for d in STAGE_MOUNTS if os.path.isdir(d) and not os.path.islink(d)), None
+        )
+        if mount_at is None:
+            raise OSError(f"no directory to stage interpreters on (tried {STAGE_MOUNTS})")
+        self.places = {root: f"{mount_at}/{i}" for i, root in enumerate(roots)}
+        q = shlex.quote
+        steps = [
+            f"{MOUNT} -t tmpfs -o mode=0755,size=64k,nosuid,nodev integr8s-stage {q(mount_at)}"
+        ]
+        for root, place in self.places.items():
+            steps += [
+                f"mkdir {q(place)}",
+                f"{MOUNT} --bind {q(root)} {q(place)}",
+                f"{MOUNT} -o remount,bind,ro,nosuid,nodev {q(place)}",
+            ]
+        program = (
+            f"{{ {' && '.join(steps)}; }} || exit {LAUNCH_FAILED}; printf {READY.decode()}; "
+            "while read -r _; do :; done"
+        )
+        self.proc = subprocess.Popen(
+            [UNSHARE, "--mount", "--propagation", "private", "--", SH, "-c", program, "sandbox"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=LAUNCH_ENV,
+            start_new_session=True,
+        )
+        try:
+            with selectors.DefaultSelector() as sel:
+                sel.register(self.proc.stdout, selectors.EVENT_READ)
+                ready = bool(sel.select(STAGE_TIMEOUT_S)) and self.proc.stdout.read(1) == READY
+            if not ready:
+                self.close()
+                why = self.proc.stderr.read().decode(errors="replace").strip()
+                raise OSError(f"could not stage the interpreters: {why or 'no answer'}")
+        finally:
+            self.proc.stdout.close()
+        self.proc.stderr.close()
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def covers(self, root: str | None) -> bool:
+        return root is None or root in self.places
+
+    def source(self, prefix: str, root: str | None) -> str:
+        """Where prefix is found inside the stage."""
+        return prefix if root is None else self.places[root] + prefix[len(root) :]
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=1)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
 
 
 class _Output:
@@ -144,10 +296,13 @@ class _Output:
 class _Launcher:
     """/bin/sh in its cgroup (if any), waiting to exec a run's sandbox; see LocalBackend."""
 
-    def __init__(self, proc: subprocess.Popen, group: RunCgroup | None):
+    def __init__(self, proc, group, stage, args_fd: int, script_fd: int):
         self.proc = proc
-        self.group = group
-        self.ready = False  # READY read from stdout: it is in its cgroup
+        self.group: RunCgroup | None = group
+        self.stage: _Stage | None = stage  # the mount namespace it entered (as root only)
+        self.args_fd = args_fd  # memfds it holds for bubblewrap: its arguments
+        self.script_fd = script_fd  # ... and the script
+        self.ready = False  # READY read from stdout: in its cgroup, unprivileged (as root)
 
     def wait_ready(self, timeout: float) -> bool:
         """Wait until the launcher has joined its cgroup (and so may be renamed)."""
@@ -160,7 +315,7 @@ class _Launcher:
         return self.ready
 
     def finish(self) -> None:
-        """Make sure the process is gone and reaped, and its pipes closed."""
+        """Make sure the process is gone and reaped, and its pipes and memfds closed."""
         if self.proc.returncode is None:
             with contextlib.suppress(OSError):
                 self.proc.kill()
@@ -168,6 +323,10 @@ class _Launcher:
         for pipe in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
             with contextlib.suppress(OSError):
                 pipe.close()
+        for fd in (self.args_fd, self.script_fd):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self.args_fd = self.script_fd = -1
 
     def discard(self) -> None:
         self.finish()
@@ -190,6 +349,8 @@ class LocalBackend(Backend):
         renamed), so a run does not wait for the kernel to move a process into one.
         """
         self.sandbox_name = name or settings.SANDBOX_NAME
+        # Run as root, the launchers give up root for these before they exec bubblewrap.
+        self.host_ids = host_ids()
         self.hierarchy: Hierarchy | None = find_hierarchy(cgroup_root or "", self.sandbox_name)
         if self.hierarchy is None:
             _warn_once(
@@ -201,12 +362,17 @@ class LocalBackend(Backend):
         self._pool: list[_Launcher] = []
         self._pool_lock = threading.Lock()
         self._closed = False
-        if self.spares:
+        self._stage: _Stage | None = None  # the one new launchers enter
+        self._stages: list[_Stage] = []  # every one made (launchers may still be entering)
+        self._stage_lock = threading.Lock()
+        self._roots: dict[str, str | None] = {}  # prefix -> stage_root(), known so far
+        self._site_dirs: dict[tuple[str, str], list[str]] = {}
+        if self.spares or self.host_ids:
             atexit.register(self.close)  # spares would leave empty cgroups behind
         self.base_args = self._base_args()
-        # Run as root, bubblewrap maps the sandbox's uid to host uid 0 (without capabilities).
-        # The kernel lets that uid write root-owned 0644 sysctls, which bubblewrap does not
-        # cover in that case, so /proc/sys and friends are bound read-only over the new /proc.
+        # /proc/sys and friends read-only over the new /proc. The sandbox is not host root
+        # any more (see host_ids), so its uid could not write root-owned sysctls anyway; this
+        # stays as a second line (and for a SANDBOX_HOST_UID that owns something).
         self.proc_covers = []
         for path in PROC_COVERS:
             if os.path.exists(path):
@@ -238,19 +404,30 @@ class LocalBackend(Backend):
             args += ["--setenv", name, value]
         return args
 
-    def command(self, spec: RunSpec) -> list[str]:
-        """bubblewrap's options (for --args); the script is read from SCRIPT_FD."""
+    def site_dirs(self, spec: RunSpec) -> list[str]:
+        key = (spec.runtime.prefix, spec.runtime.version)
+        if key not in self._site_dirs:
+            self._site_dirs[key] = site_dirs(*key)
+        return self._site_dirs[key]
+
+    def command(self, spec: RunSpec, source: str, script_fd: int) -> list[str]:
+        """bubblewrap's options (for --args): the prefix bound from source (itself, or where
+        the stage has it), the script read from script_fd."""
         prefix = spec.runtime.prefix
         limits = spec.limits
         shm_bytes = max(limits.tmp_bytes // 4, 1024 * 1024)
+        hide = []
+        for path in self.site_dirs(spec):
+            hide += ["--size", "4096", "--perms", "0555", "--tmpfs", path, "--remount-ro", path]
         return self.base_args + [
-            "--ro-bind", prefix, prefix,
+            "--ro-bind", source, prefix,
+            *hide,
             "--proc", "/proc",
             *self.proc_covers,
             "--dev", "/dev",
             "--size", str(limits.tmp_bytes), "--tmpfs", "/tmp",
             "--size", str(shm_bytes), "--tmpfs", "/dev/shm",
-            "--perms", "0444", "--ro-bind-data", str(SCRIPT_FD), SCRIPT_PATH,
+            "--perms", "0444", "--ro-bind-data", str(script_fd), SCRIPT_PATH,
             "--remount-ro", "/dev",
             "--remount-ro", "/",
             "--chdir", "/tmp",
@@ -258,13 +435,13 @@ class LocalBackend(Backend):
 
     @staticmethod
     def python(spec: RunSpec) -> list[str]:
-        """The command bubblewrap runs: unbuffered, isolated, no site (-S keeps start-up cheap
-        and keeps the interpreter's site-packages out)."""
-        return [spec.runtime.executable, "-u", "-B", "-I", "-S", SCRIPT_PATH]
+        """The command bubblewrap runs: unbuffered, isolated (no environment, no user site),
+        with site (exit, quit, help ...) but its site-packages covered (see command())."""
+        return [spec.runtime.executable, "-u", "-B", "-I", SCRIPT_PATH]
 
-    def exec_line(self, spec: RunSpec, args_path: str, script_path: str, cgroup: bool) -> str:
+    def exec_line(self, spec: RunSpec, args_fd: int, cgroup: bool) -> str:
         """The line a launcher evals: set rlimits, exec bubblewrap with its arguments (NUL
-        separated, see command()) on fd ARGS_FD and the script on SCRIPT_FD."""
+        separated, see command()) from the memfd args_fd, which bubblewrap reads and closes."""
         limits = spec.limits
         steps = [
             # SIGXCPU at the limit says "CPU time" unambiguously; SIGKILL a second later.
@@ -281,9 +458,32 @@ class LocalBackend(Backend):
             ]
         return (
             f"{{ {' && '.join(steps)}; }} || exit {LAUNCH_FAILED}; "
-            f"exec {BWRAP} --args {ARGS_FD} {ARGS_FD}<{shlex.quote(args_path)} "
-            f"{shlex.join(self.python(spec))} {SCRIPT_FD}<{shlex.quote(script_path)}"
+            f"exec {BWRAP} --args {args_fd} {shlex.join(self.python(spec))}"
         )
+
+    # --- staging (root only) -------------------------------------------------------------
+
+    def _root_of(self, prefix: str) -> str | None:
+        if self.host_ids is None:
+            return None
+        if prefix not in self._roots:
+            self._roots[prefix] = stage_root(prefix, *self.host_ids)
+        return self._roots[prefix]
+
+    def _current_stage(self, root: str | None = None) -> _Stage | None:
+        """The stage new launchers enter, made (again) if it does not hold root yet."""
+        if self.host_ids is None:
+            return None
+        with self._stage_lock:
+            stage = self._stage
+            if stage is None or not stage.alive() or not stage.covers(root):
+                roots = tuple(stage.places) if stage is not None else ()
+                if root is not None and root not in roots:
+                    roots += (root,)
+                stage = _Stage(roots)
+                self._stage = stage
+                self._stages.append(stage)
+            return stage
 
     # --- launchers -----------------------------------------------------------------------
     #
@@ -291,35 +491,58 @@ class LocalBackend(Backend):
     # to eval (rlimits, then exec bubblewrap); what follows that line on stdin is the
     # script's stdin. Joining a cgroup v1 costs the joiner an RCU grace period (about 10 ms
     # here) inside the kernel, so the backend keeps spare launchers that have already paid
-    # it: a run takes one, renames its cgroup after the run, sets the limits and goes.
+    # it: a run takes one, renames its cgroup after the run, sets the limits and goes. As
+    # root, a launcher joins its cgroup, then enters the stage and gives up root in one
+    # nsenter, all before it waits: a run pays nothing for it.
 
-    def _spawn(self, group: RunCgroup | None) -> "_Launcher":
+    def _spawn(self, group: RunCgroup | None, stage: "_Stage | None") -> "_Launcher":
         joins = (
             " && ".join(f"echo 0 > {shlex.quote(p)}" for p in group.join_paths) if group else ":"
         )
-        program = (
-            f"{{ {joins}; }} || exit {LAUNCH_FAILED}; printf {READY.decode()}; "
-            f'read -r line || exit {LAUNCH_FAILED}; eval "$line"'
-        )
-        proc = subprocess.Popen(
-            [SH, "-c", program, "sandbox"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=LAUNCH_ENV,
-            start_new_session=True,
-        )
-        return _Launcher(proc, group)
+        wait = f'printf {READY.decode()}; read -r line || exit {LAUNCH_FAILED}; eval "$line"'
+        if stage is None:
+            program = f"{{ {joins}; }} || exit {LAUNCH_FAILED}; {wait}"
+        else:
+            uid, gid = self.host_ids
+            # nsenter --setgid also clears the supplementary groups.
+            program = (
+                f"{{ {joins}; }} || exit {LAUNCH_FAILED}; exec {NSENTER} "
+                f"--target {stage.proc.pid} --mount --setuid {uid} --setgid {gid} "
+                f"-- {SH} -c {shlex.quote(wait)} sandbox"
+            )
+        fds = [_memfd("args"), _memfd("script")]
+        try:
+            proc = subprocess.Popen(
+                [SH, "-c", program, "sandbox"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=LAUNCH_ENV,
+                start_new_session=True,
+                pass_fds=fds,
+            )
+        except BaseException:
+            for fd in fds:
+                os.close(fd)
+            raise
+        return _Launcher(proc, group, stage, *fds)
 
     def _take(self, name: str, spec: RunSpec) -> "_Launcher":
-        """A launcher whose cgroup is named `name` and holds spec's limits."""
+        """A launcher whose cgroup is named `name`, holding spec's limits, in a stage (as
+        root) that has spec's interpreter."""
+        root = self._root_of(spec.runtime.prefix)
+        stage = self._current_stage(root)
         if self.hierarchy is None:
-            return self._spawn(None)
+            return self._spawn(None, stage)
         spare = None
         with self._pool_lock:
             while self._pool and spare is None:
                 candidate = self._pool.pop(0)
-                if candidate.proc.poll() is None and candidate.wait_ready(READY_TIMEOUT_S):
+                if (
+                    candidate.proc.poll() is None
+                    and (candidate.stage is None or candidate.stage.covers(root))
+                    and candidate.wait_ready(READY_TIMEOUT_S)
+                ):
                     spare = candidate
                 else:
                     candidate.discard()
@@ -341,7 +564,7 @@ class LocalBackend(Backend):
             self.hierarchy.attach(name).remove()
             group = self.hierarchy.create(name, spec.limits)
         try:
-            return self._spawn(group)
+            return self._spawn(group, stage)
         except BaseException:
             group.remove()
             raise
@@ -351,9 +574,10 @@ class LocalBackend(Backend):
             with self._pool_lock:
                 if len(self._pool) >= self.spares or self._closed:
                     return
+            stage = self._current_stage()
             group = self.hierarchy.create(f"{SPARE_PREFIX}{uuid.uuid4().hex}")
             try:
-                launcher = self._spawn(group)
+                launcher = self._spawn(group, stage)
             except BaseException:
                 group.remove()
                 raise
@@ -361,12 +585,16 @@ class LocalBackend(Backend):
                 self._pool.append(launcher)
 
     def close(self) -> None:
-        """Stop the spare launchers and remove their cgroups."""
+        """Stop the spare launchers, remove their cgroups, let the stages go."""
         with self._pool_lock:
             self._closed = True
             pool, self._pool = self._pool, []
         for launcher in pool:
             launcher.discard()
+        with self._stage_lock:
+            stages, self._stages, self._stage = self._stages, [], None
+        for stage in stages:
+            stage.close()
 
     # --- one run -------------------------------------------------------------------------
 
@@ -380,25 +608,26 @@ class LocalBackend(Backend):
             )
         name = _run_name(spec.run_id)
         launcher = None
-        fds = []
         try:
             started = time.monotonic()
             launcher = self._take(name, spec)
-            # The launcher (root, outside the sandbox) opens our memfds by path: fds above 9
-            # are out of dash's reach, and a spare was started before this run existed. A
-            # file of arguments also spares dash reading a long line one byte at a time.
-            fds.append(_memfd("args", "\0".join(self.command(spec)).encode() + b"\0"))
-            fds.append(_memfd("script", spec.script.encode("utf-8", "surrogatepass")))
-            args_path, script_path = (f"/proc/{os.getpid()}/fd/{fd}" for fd in fds)
-            line = self.exec_line(spec, args_path, script_path, launcher.group is not None)
+            # The launcher has held two memfds since it started (a spare before this run
+            # existed, and it may not be root any more to open ours): fill them. A file of
+            # arguments also spares dash reading a long line one byte at a time.
+            prefix = spec.runtime.prefix
+            source = prefix
+            if launcher.stage is not None:
+                source = launcher.stage.source(prefix, self._root_of(prefix))
+            args = self.command(spec, source, launcher.script_fd)
+            _fill(launcher.args_fd, "\0".join(args).encode() + b"\0")
+            _fill(launcher.script_fd, spec.script.encode("utf-8", "surrogatepass"))
+            line = self.exec_line(spec, launcher.args_fd, launcher.group is not None)
             feed = line.encode() + b"\n" + (spec.stdin or "").encode("utf-8", "surrogatepass")
             return self._supervise(spec, launcher, feed, started, cancel)
         except OSError as exc:
             log.exception("local sandbox failed to start run %s", name)
             return system_error(spec, f"The sandbox could not start: {exc}")
         finally:
-            for fd in fds:
-                os.close(fd)
             if launcher is not None:
                 launcher.finish()
                 if launcher.group is not None and not launcher.group.remove():
@@ -558,8 +787,8 @@ class LocalBackend(Backend):
             result.status, result.error_type = TIMEOUT, TIMEOUT
             result.reason = f"Stopped: used more than {limits.cpu_time_s:g} s of CPU time."
         elif not out and (
-            (exit_code == 1 and err.startswith("bwrap: "))
-            # the launcher's own complaints: a cgroup, an rlimit, a missing bwrap or memfd
+            (exit_code == 1 and err.startswith(("bwrap: ", "nsenter: ")))
+            # the launcher's own complaints: a cgroup, an rlimit, a missing bwrap
             or (exit_code in (2, LAUNCH_FAILED, 126, 127) and err.startswith("sandbox: "))
         ):
             log.error("local sandbox failed to start: %s", err.strip())
