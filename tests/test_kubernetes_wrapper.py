@@ -1,25 +1,34 @@
 """The in-pod wrapper (executions/sandbox/k8s_wrapper.py), run for real as a local process.
 
-Each run lays out what the pod's ConfigMap mount holds (script.py, stdin, wrapper.py) in a
-directory, starts the wrapper from the source tree with the pod's own env (INTEGR8S_NONCE,
-INTEGR8S_LIMITS, from KubernetesBackend.manifests) and reads its stdout as the pod log, which the
-backend's own parse_envelope and classify turn into a RunResult.
+Each run lays out what the pod's ConfigMap mount holds (script.py, stdin, wrapper.py, from
+KubernetesBackend.manifests) in a directory, starts the wrapper from the source tree with the
+pod's env (INTEGR8S_NONCE, INTEGR8S_LIMITS; INTEGR8S_CODE_DIR points at the directory instead of
+/integr8s) and takes its stdout as the pod log, which the backend's own parse_envelope and
+classify turn into a RunResult.
 
-The pod's command is `python3 -u -S /integr8s/wrapper.py`; here -S is left out so that
-coverage.py (patch = ["subprocess"], started from a .pth file that -S would skip) measures the
-wrapper. One test runs the exact command on the ConfigMap's copy. Runs that need what a pod has
-and a test process may not (PID 1 of a PID namespace, a non-root uid for RLIMIT_NPROC and
-PR_SET_DUMPABLE to mean anything) use unshare and setuid when available, and skip otherwise.
+The pod's command is `python3 -u -S /integr8s/wrapper.py`. Most runs here start the same file
+through LAUNCHER instead, which runs it as __main__ just the same but lets coverage.py measure
+it (its subprocess patch starts from a .pth file, which -S skips, and it matches
+--cov=<module> by module name) and can make modules unimportable, as on python3-minimal.
+test_the_pods_exact_command and the old-interpreter tests run the exact command.
+
+Some things a pod has and a test process may not: PID 1 of a PID namespace (unshare, as root)
+and a non-root uid, without which RLIMIT_NPROC and PR_SET_DUMPABLE mean nothing (as root the
+wrapper is started as the pod's uid, 65534). Tests needing them skip when they cannot have them.
 """
 
 import base64
+import errno
 import functools
+import io
+import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,8 +38,17 @@ import pytest
 from executions.limits import MIB, Limits
 from executions.runtimes import Runtime
 from executions.sandbox import k8s_wrapper
-from executions.sandbox.base import COMPLETED, FAILED, SCRIPT_ERROR, SYSTEM_ERROR, TIMEOUT
-from executions.sandbox.base import OUTPUT_LIMIT, RunResult, RunSpec
+from executions.sandbox.base import (
+    COMPLETED,
+    FAILED,
+    MEMORY_LIMIT,
+    OUTPUT_LIMIT,
+    SCRIPT_ERROR,
+    SYSTEM_ERROR,
+    TIMEOUT,
+    RunResult,
+    RunSpec,
+)
 from executions.sandbox.kubernetes import (
     CODE_DIR,
     RUN_AS,
@@ -42,22 +60,30 @@ from executions.sandbox.kubernetes import (
 WRAPPER = Path(k8s_wrapper.__file__).resolve()
 RUNTIME = Runtime("3.13", image="python:3.13-slim")
 NONCE = "0123456789abcdef0123456789abcdef"
-PYENV = Path("/root/.pyenv/versions")
 OLD_PYTHONS = {
-    "3.8": PYENV / "3.8.18/bin/python3.8",
-    "3.9": PYENV / "3.9.18/bin/python3.9",
+    "3.8": "/root/.pyenv/versions/3.8.18/bin/python3.8",
+    "3.9": "/root/.pyenv/versions/3.9.18/bin/python3.9",
 }
+ROOT = os.geteuid() == 0
 
-# Runs the wrapper as a python3-minimal would: json, resource and ctypes cannot be imported.
+# Runs the wrapper file as __main__, as `python3 wrapper.py` does, after making the modules
+# named in argv[2] unimportable and running the setup code in argv[3] (fault injection). The
+# __spec__ names it as the module it is in the source tree: coverage.py knows a script's
+# __main__ only by its file name, so --cov=executions.sandbox.k8s_wrapper would not match it.
 LAUNCHER = """\
-import runpy, sys
-path, hidden = sys.argv[1], sys.argv[2].split(",")
-for name in hidden:
+import importlib.util, sys
+path, hidden, setup = sys.argv[1:4]
+for name in filter(None, hidden.split(",")):
     sys.modules[name] = None
+exec(setup, {})
 sys.argv = [path]
-runpy.run_path(path, run_name="__main__")
+with open(path) as f:
+    code = compile(f.read(), path, "exec")
+spec = importlib.util.spec_from_file_location("executions.sandbox.k8s_wrapper", path)
+main = {"__name__": "__main__", "__file__": path, "__spec__": spec, "__builtins__": __builtins__}
+exec(code, main)
 """
-MINIMAL = ("json", "resource", "ctypes")
+MINIMAL = ("json", "resource", "ctypes")  # what Debian's python3-minimal lacks
 
 
 @functools.cache
@@ -67,20 +93,18 @@ def backend() -> KubernetesBackend:
 
 @functools.cache
 def can_unshare() -> bool:
-    if not shutil.which("unshare"):
+    if not ROOT or not shutil.which("unshare"):
         return False
     try:
         done = subprocess.run(
-            ["unshare", "--pid", "--fork", "--mount-proc", "true"],
-            capture_output=True,
-            timeout=10,
+            ["unshare", "--pid", "--fork", "--mount-proc", "true"], capture_output=True, timeout=10
         )
     except (OSError, subprocess.SubprocessError):
         return False
     return done.returncode == 0
 
 
-def as_nobody():
+def as_pod_user():
     os.setgroups([])
     os.setgid(RUN_AS)
     os.setuid(RUN_AS)
@@ -89,22 +113,11 @@ def as_nobody():
 @dataclass
 class Run:
     result: RunResult  # what the backend makes of it
-    envelope: dict | None  # the wrapper's R line, as parsed by the backend
-    log: bytes  # the pod log: everything the wrapper wrote on stdout
-    returncode: int  # the wrapper's (the container's) exit code
-    stderr: bytes  # the wrapper's own stderr (a pod's log would mix it in; nothing expected)
+    envelope: dict | None  # the wrapper's result line, as the backend parses it
+    log: bytes  # the pod log: everything the wrapper wrote on its stdout
+    returncode: int  # the wrapper's, which is the container's exit code
+    stderr: bytes  # the wrapper's own stderr (it writes nothing there)
     elapsed: float
-    code_dir: Path
-
-
-def pod_files(code_dir: Path, script: str, stdin: str = "", **limits):
-    """The ConfigMap mount and the container of the pod a run would create."""
-    spec = RunSpec(script=script, runtime=RUNTIME, limits=Limits(**limits), stdin=stdin)
-    pod, config_map = backend().manifests(spec, nonce=NONCE)
-    code_dir.mkdir(parents=True, exist_ok=True)
-    for name, text in config_map["data"].items():
-        (code_dir / name).write_text(text)
-    return spec, pod["spec"]["containers"][0]
 
 
 def run_wrapper(
@@ -114,36 +127,47 @@ def run_wrapper(
     *,
     python: str = sys.executable,
     hide: tuple = (),
-    pid1: bool = False,
-    nobody: bool = False,
+    setup: str = "",
     exact: bool = False,
+    pid1: bool = False,
+    pod_user: bool = False,
     signal_after: tuple | None = None,
+    prepare=None,
     timeout: float = 30,
     **limits,
 ) -> Run:
     """Run the wrapper as the pod would, and classify its log as the backend does.
 
-    hide: modules made unimportable (a python3-minimal); pid1: run it as PID 1 of a new PID
-    namespace; nobody: run it as the pod's uid; exact: the pod's very command, -S included, on
-    the ConfigMap's copy of the wrapper; signal_after: (marker, signum) sends signum to the
-    wrapper once the log holds marker.
+    hide: modules made unimportable; setup: code run first in the wrapper's process; exact: the
+    pod's very command, -S included, on the ConfigMap's copy of the wrapper; pid1: as PID 1 of a
+    new PID namespace; pod_user: as the pod's uid (when root); signal_after: (marker, signum)
+    sends signum to the wrapper once the script has printed marker; prepare: called with the
+    code directory once laid out. limits: Limits fields.
     """
-    spec, container = pod_files(code_dir, script, stdin, **limits)
-    command = list(container["command"])
-    assert command == ["python3", "-u", "-S", f"{CODE_DIR}/wrapper.py"]
+    spec = RunSpec(script=script, runtime=RUNTIME, limits=Limits(**limits), stdin=stdin)
+    pod, config_map = backend().manifests(spec, nonce=NONCE)
+    container = pod["spec"]["containers"][0]
+    assert container["command"] == ["python3", "-u", "-S", f"{CODE_DIR}/wrapper.py"]
+    code_dir.mkdir(parents=True, exist_ok=True)
+    for name, text in config_map["data"].items():
+        (code_dir / name).write_text(text)
+    if prepare:
+        prepare(code_dir)
+    as_nobody = pod_user and ROOT
+    wrapper = code_dir / "wrapper.py" if (exact or as_nobody) else WRAPPER
     if exact:
-        argv = [python, "-u", "-S", str(code_dir / "wrapper.py")]
-    elif hide:
-        argv = [python, "-u", "-c", LAUNCHER, str(WRAPPER), ",".join(hide)]
+        argv = [python, "-u", "-S", str(wrapper)]
     else:
-        argv = [python, "-u", str(WRAPPER)]
+        argv = [python, "-u", "-c", LAUNCHER, str(wrapper), ",".join(hide), setup]
     if pid1:
         argv = ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child", *argv]
     env = {e["name"]: e["value"] for e in container["env"]}
     env["INTEGR8S_CODE_DIR"] = str(code_dir)
     env["PATH"] = os.environ.get("PATH", "/usr/bin:/bin")
-    if not nobody:  # coverage.py's settings for measured subprocesses (it cannot write as nobody)
+    if python == sys.executable and not exact and not as_nobody:
+        # coverage.py's settings for the subprocesses it measures (it could not save as nobody)
         env.update({k: v for k, v in os.environ.items() if k.startswith("COVERAGE_")})
+
     started = time.monotonic()
     proc = subprocess.Popen(
         argv,
@@ -151,42 +175,38 @@ def run_wrapper(
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        preexec_fn=as_nobody if nobody else None,
+        preexec_fn=as_pod_user if as_nobody else None,
     )
-    if signal_after:
-        marker, signum = signal_after
+    try:
         log = b""
-        os.set_blocking(proc.stdout.fileno(), False)
-        while b"".join(parse_envelope(log, NONCE)[:2]).find(marker) < 0:
-            assert time.monotonic() - started < timeout, log
-            chunk = proc.stdout.read() or b""
-            log += chunk
-            time.sleep(0.01)
-        proc.send_signal(signum)
-        os.set_blocking(proc.stdout.fileno(), True)
+        if signal_after:
+            marker, signum = signal_after
+            os.set_blocking(proc.stdout.fileno(), False)
+            while marker not in parse_envelope(log, NONCE)[0]:
+                assert time.monotonic() - started < timeout and proc.poll() is None, log
+                log += proc.stdout.read() or b""
+                time.sleep(0.01)
+            proc.send_signal(signum)
+            os.set_blocking(proc.stdout.fileno(), True)
         rest, stderr = proc.communicate(timeout=timeout)
         log += rest
-    else:
-        log, stderr = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
     elapsed = time.monotonic() - started
+
     rc = proc.returncode
-    pod = {
+    terminated = {"exitCode": rc, "reason": "Completed" if rc == 0 else "Error"}
+    pod_status = {
         "status": {
             "phase": "Succeeded" if rc == 0 else "Failed",
-            "containerStatuses": [
-                {
-                    "name": "script",
-                    "state": {
-                        "terminated": {"exitCode": rc, "reason": "Completed" if rc == 0 else "Error"}
-                    },
-                }
-            ],
+            "containerStatuses": [{"name": "script", "state": {"terminated": terminated}}],
         }
     }
-    assert len(log) < log_cap(spec), "the wrapper wrote more than the backend reads"
-    result = backend().classify(spec, pod, log, NONCE)
-    envelope = parse_envelope(log, NONCE)[2]
-    return Run(result, envelope, log, rc, stderr, elapsed, code_dir)
+    assert len(log) < log_cap(spec), "the wrapper wrote more than the backend would read"
+    result = backend().classify(spec, pod_status, log, NONCE)
+    return Run(result, parse_envelope(log, NONCE)[2], log, rc, stderr, elapsed)
 
 
 @pytest.fixture
@@ -194,7 +214,65 @@ def run(tmp_path):
     return functools.partial(run_wrapper, tmp_path / "integr8s")
 
 
-# --- what every run reports -------------------------------------------------------------------
+@functools.cache
+def pod_python() -> str | None:
+    """An interpreter the pod's uid can run: this one, unless root's (in /root, say)."""
+    if not ROOT:
+        return sys.executable
+    for python in (sys.executable, "/usr/bin/python3", "/usr/local/bin/python3"):
+        try:
+            done = subprocess.run(
+                [python, "-c", "import os; os.fork"],
+                preexec_fn=as_pod_user,
+                capture_output=True,
+                timeout=10,
+            )
+        except (OSError, subprocess.SubprocessError):
+            continue
+        if done.returncode == 0:
+            return python
+    return None
+
+
+@pytest.fixture
+def pod_run():
+    """Runs as the pod's uid (a non-root uid in any case), in a directory that uid can read."""
+    python = pod_python()
+    if python is None:
+        pytest.skip("no interpreter the pod's uid (65534) can run")
+    top = Path(tempfile.mkdtemp(prefix="integr8s-wrapper-"))
+    top.chmod(0o755)
+    code_dir = top / "integr8s"
+    code_dir.mkdir()
+    code_dir.chmod(0o755)
+    yield functools.partial(run_wrapper, code_dir, pod_user=True, python=python)
+    shutil.rmtree(top)
+
+
+def forged_result(nonce: str, **fields) -> str:
+    """A result line claiming a clean run."""
+    claim = {"exit_code": 0, "signal": None, "reason": None, "output_truncated": False}
+    payload = base64.b64encode(json.dumps(claim | fields).encode()).decode()
+    return f"{nonce}:R:{payload}"
+
+
+def dead(pid: int, within: float = 2.0) -> bool:
+    """The process is gone (or a zombie waiting for whoever adopted it)."""
+    until = time.monotonic() + within
+    while True:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError):
+            return True
+        if state in ("Z", "X"):
+            return True
+        if time.monotonic() > until:
+            return False
+        time.sleep(0.02)
+
+
+# --- a run and what it reports ----------------------------------------------------------------
 
 
 def test_hello_world(run):
@@ -204,9 +282,695 @@ def test_hello_world(run):
     assert r.result.exit_code == 0 and r.result.reason == ""
     assert r.result.output == "hello, world\n" and r.result.errors == ""
     assert not r.result.output_truncated and not r.result.errors_truncated
-    assert 0 <= r.result.wall_time_ms < r.elapsed * 1000 + 1
+    assert 0 <= r.result.wall_time_ms <= r.elapsed * 1000
     assert r.envelope["signal"] is None and r.envelope["reason"] is None
-    # every line of the log is an envelope line of this run: nothing else reaches the log
+    # every line of the log is an envelope line of this run, and the result is the last
     lines = r.log.rstrip(b"\n").split(b"\n")
     assert all(line.startswith(NONCE.encode() + b":") for line in lines)
     assert lines[-1].startswith(NONCE.encode() + b":R:")
+    assert sum(line.startswith(NONCE.encode() + b":R:") for line in lines) == 1
+
+
+def test_the_pods_exact_command(tmp_path):
+    """python3 -u -S /integr8s/wrapper.py, on the ConfigMap's copy: the same, unmeasured."""
+    r = run_wrapper(
+        tmp_path / "integr8s", "import sys\nprint(sys.stdin.read()[::-1])\n", "olleh", exact=True
+    )
+    assert r.result.status == COMPLETED and r.result.output == "hello\n"
+
+
+def test_stdin_is_the_script_stdin(run):
+    script = "import sys\nfor line in sys.stdin:\n    print(line.strip().upper())\n"
+    r = run(script, "first line\nsecond line\n")
+    assert r.result.status == COMPLETED
+    assert r.result.output == "FIRST LINE\nSECOND LINE\n"
+
+
+def test_without_a_stdin_file_the_script_reads_nothing(run):
+    r = run("import sys\nprint(repr(sys.stdin.read()))\n", "x", prepare=unlink_stdin)
+    assert r.result.status == COMPLETED and r.result.output == "''\n"
+
+
+def unlink_stdin(code_dir):
+    (code_dir / "stdin").unlink()
+
+
+def test_the_script_runs_in_a_clean_environment(run):
+    script = (
+        "import os, sys\n"
+        "print(sorted(os.environ))\n"
+        "print(os.getcwd(), sys.flags.dont_write_bytecode, sys.stdout.encoding)\n"
+    )
+    r = run(script)
+    names, rest = r.result.output.splitlines()
+    assert "INTEGR8S_NONCE" not in names and "INTEGR8S_LIMITS" not in names
+    assert "INTEGR8S_CODE_DIR" not in names and NONCE not in r.result.output
+    assert "'PYTHONUNBUFFERED'" in names and "'HOME'" in names
+    assert rest == "/tmp 1 utf-8"
+
+
+@pytest.mark.parametrize(
+    "script, code",
+    [
+        ("import sys\nsys.exit(3)\n", 3),
+        ("raise ValueError('boom')\n", 1),
+        ("import sys\nsys.exit('fatal: no config')\n", 1),
+    ],
+)
+def test_a_failing_script_is_a_script_error(run, script, code):
+    r = run(script)
+    assert r.returncode == 0  # the wrapper itself did fine: its report counts
+    assert r.result.status == COMPLETED and r.result.error_type == SCRIPT_ERROR
+    assert r.result.exit_code == code and r.result.reason == f"The script exited with code {code}."
+    assert r.envelope["signal"] is None and r.envelope["reason"] is None
+    if "boom" in script:
+        assert r.result.errors.startswith("Traceback (most recent call last):")
+        assert r.result.errors.endswith("ValueError: boom\n")
+    if "fatal" in script:
+        assert r.result.errors == "fatal: no config\n"
+
+
+def test_a_script_killed_by_a_signal(run):
+    r = run("import os, signal\nprint('bye', flush=True)\nos.kill(os.getpid(), signal.SIGTERM)\n")
+    assert r.result.status == COMPLETED and r.result.error_type == SCRIPT_ERROR
+    assert r.result.exit_code == 128 + signal.SIGTERM and r.envelope["signal"] == signal.SIGTERM
+    assert r.envelope["reason"] is None and r.result.output == "bye\n"
+
+
+def test_a_script_that_cannot_be_started_is_reported(run, monkeypatch):
+    """A stdin that is there but cannot be opened (a socket): the child says so, exits 127."""
+
+    def socket_as_stdin(code_dir):
+        unlink_stdin(code_dir)
+        monkeypatch.chdir(code_dir)  # a relative path: AF_UNIX paths are short
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.bind("stdin")
+
+    r = run("print('never')\n", prepare=socket_as_stdin)
+    assert r.returncode == 0 and r.result.error_type == SCRIPT_ERROR and r.result.exit_code == 127
+    assert r.result.output == "" and r.stderr == b""
+    assert r.result.errors.startswith("integr8s: could not start the script: ")
+    assert "No such device or address" in r.result.errors
+
+
+# --- output: streamed, capped -----------------------------------------------------------------
+
+
+def test_unicode_and_invalid_utf8(run):
+    script = (
+        "import sys\n"
+        "print('héllo wörld ✓ 🐍 ' + 'é' * 5000)\n"  # multi-byte characters across chunks
+        "sys.stdout.flush()\n"
+        "sys.stdout.buffer.write(b'raw \\xff\\xfe bytes\\n')\n"
+        "sys.stderr.buffer.write(b'\\xc3(\\n')\n"
+        "print('ünïcode on stderr', file=sys.stderr)\n"
+    )
+    r = run(script)
+    assert r.result.status == COMPLETED
+    assert r.result.output == "héllo wörld ✓ 🐍 " + "é" * 5000 + "\nraw \ufffd\ufffd bytes\n"
+    assert r.result.errors == "\ufffd(\nünïcode on stderr\n"
+
+
+def test_output_is_streamed_in_chunks_while_the_script_runs(run):
+    """Several O lines, each written while the script still ran (a later kill keeps them)."""
+    script = (
+        "import sys, time\n"
+        "for i in range(5):\n"
+        "    print('tick', i)\n"
+        "    print('tock', i, file=sys.stderr)\n"
+        "    time.sleep(0.06)\n"
+        "sys.stdout.write('x' * 20000)\n"
+    )
+    r = run(script)
+    kinds = [line.split(b":")[1] for line in r.log.splitlines()]
+    assert kinds.count(b"O") >= 5 and kinds.count(b"E") >= 5 and kinds[-1] == b"R"
+    assert r.result.output == "".join(f"tick {i}\n" for i in range(5)) + "x" * 20000
+    assert r.result.errors == "".join(f"tock {i}\n" for i in range(5))
+
+
+SPEW = (
+    "import sys, time\n"
+    "stream = getattr(sys, {stream!r})\n"
+    "for _ in range(100):\n"
+    "    stream.write({char!r} * 1000)\n"
+    "time.sleep(30)\n"
+)
+
+
+@pytest.mark.parametrize("stream", ["stdout", "stderr"])
+def test_output_limit_on_one_stream(run, stream):
+    r = run(SPEW.format(stream=stream, char="a"), output_bytes=10_000)
+    assert r.elapsed < 10  # stopped, not left to sleep
+    assert r.result.status == FAILED and r.result.error_type == OUTPUT_LIMIT
+    assert r.result.reason.startswith("The script printed more than the 9 KiB output limit")
+    assert r.envelope["reason"] == "output_limit" and r.envelope["signal"] == signal.SIGKILL
+    printed, other = (r.result.output, r.result.errors)[:: 1 if stream == "stdout" else -1]
+    truncated = (r.result.output_truncated, r.result.errors_truncated)
+    assert printed == "a" * 10_000 and other == ""
+    assert truncated == ((True, False) if stream == "stdout" else (False, True))
+
+
+def test_output_limit_counts_both_streams_together(run):
+    script = (
+        "import sys, time\n"
+        "sys.stdout.write('o' * 6000)\n"
+        "sys.stdout.flush()\n"
+        "time.sleep(0.1)\n"  # stdout is read first
+        "sys.stderr.write('e' * 6000)\n"
+        "time.sleep(30)\n"
+    )
+    r = run(script, output_bytes=10_000)
+    assert r.result.error_type == OUTPUT_LIMIT and r.elapsed < 10
+    assert r.result.output == "o" * 6000 and r.result.errors == "e" * 4000
+    assert not r.result.output_truncated and r.result.errors_truncated
+
+
+def test_output_exactly_at_the_limit_is_not_cut(run):
+    r = run(
+        "import sys\nsys.stdout.write('a' * 6000)\nsys.stderr.write('b' * 4000)\n",
+        output_bytes=10_000,
+    )
+    assert r.result.status == COMPLETED and r.result.error_type is None
+    assert len(r.result.output) + len(r.result.errors) == 10_000
+    assert not r.result.output_truncated and not r.result.errors_truncated
+
+
+# The wrapper is slow to look: it sees no output until the script has exited (a busy node).
+LATE_READER = """\
+import os, select, time
+real_select = select.select
+seen_exit = []
+
+def late_select(r, w, x, timeout=None):
+    if not seen_exit:
+        try:
+            exited = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:  # already reaped
+            exited = True
+        if exited is None:
+            time.sleep(timeout or 0)
+        else:
+            seen_exit.append(True)
+        return [], [], []
+    return real_select(r, w, x, timeout)
+
+select.select = late_select
+"""
+
+
+def test_output_over_the_limit_read_after_the_script_exited_is_still_the_limit(run):
+    """Regression: output that crossed the cap but was read only after the script had exited
+    was cut without saying so (completed, no error), depending on timing."""
+    script = "import os\nos.write(1, b'a' * 3000)\nos.write(2, b'b' * 3000)\nos._exit(0)\n"
+    r = run(script, output_bytes=4000, setup=LATE_READER)
+    assert r.envelope["exit_code"] == 0 and r.envelope["signal"] is None  # it was not killed
+    assert r.envelope["reason"] == "output_limit"
+    assert r.result.status == FAILED and r.result.error_type == OUTPUT_LIMIT
+    assert r.result.output == "a" * 3000 and r.result.errors == "b" * 1000
+
+
+# --- time, processes, memory ------------------------------------------------------------------
+
+
+def test_cpu_time_limit(run):
+    r = run("print('spinning', flush=True)\nwhile True:\n    pass\n", cpu_time_s=1, wall_time_s=20)
+    assert r.result.status == TIMEOUT and r.result.error_type == TIMEOUT
+    assert r.result.reason == "The script used more than the 1 s CPU time limit."
+    assert r.envelope["reason"] == "cpu_time" and r.envelope["signal"] == signal.SIGXCPU
+    assert r.result.output == "spinning\n"
+    assert 900 <= r.result.cpu_time_ms <= 3000 and r.elapsed < 10
+
+
+@pytest.mark.slow
+def test_cpu_time_limit_when_the_script_ignores_sigxcpu(run):
+    """SIGXCPU at the soft limit is ignored: the hard limit's SIGKILL follows a second later."""
+    script = "import signal\nsignal.signal(signal.SIGXCPU, signal.SIG_IGN)\nwhile True:\n    pass\n"
+    r = run(script, cpu_time_s=1, wall_time_s=20)
+    assert r.result.error_type == TIMEOUT and r.envelope["reason"] == "cpu_time"
+    assert r.envelope["signal"] == signal.SIGKILL and r.result.exit_code == 137
+    assert 1900 <= r.result.cpu_time_ms <= 4000
+
+
+def test_wall_time_limit(run):
+    script = "import time\nprint('waiting', flush=True)\ntime.sleep(30)\n"
+    r = run(script, wall_time_s=0.5)
+    assert r.result.status == TIMEOUT and r.result.error_type == TIMEOUT
+    assert r.result.reason == "The script ran longer than the 0.5 s time limit."
+    assert r.envelope["reason"] == "wall_time" and r.envelope["signal"] == signal.SIGKILL
+    assert r.result.output == "waiting\n"
+    assert 500 <= r.result.wall_time_ms < 3000 and r.elapsed < 5
+    assert r.result.cpu_time_ms < 500
+
+
+MEMORY_AND_CPU = """\
+import time
+block = b"x" * (64 * 1024 * 1024)  # written, so resident
+start = time.process_time()
+while time.process_time() - start < 0.3:
+    pass
+time.sleep(0.1)  # long enough to be sampled where usage is sampled
+print(len(block))
+"""
+
+
+@pytest.mark.parametrize("hide", [(), MINIMAL], ids=["resource", "minimal"])
+def test_peak_memory_and_cpu_time_are_measured(run, hide):
+    r = run(MEMORY_AND_CPU, hide=hide)
+    assert r.result.status == COMPLETED and r.result.output == f"{64 * MIB}\n"
+    assert 64 * 1024 <= r.result.peak_memory_kb < 512 * 1024
+    assert 300 <= r.result.cpu_time_ms <= r.result.wall_time_ms + 100
+    assert r.result.wall_time_ms >= 400
+
+
+def test_a_left_over_child_is_killed_when_the_script_ends(run):
+    script = (
+        "import subprocess, sys\n"
+        "child = subprocess.Popen([sys.executable, '-c',"
+        " 'import time\\nwhile True:\\n    print(\"late\", flush=True)\\n    time.sleep(0.01)'])\n"
+        "print('child', child.pid, flush=True)\n"
+    )
+    r = run(script)
+    assert r.result.status == COMPLETED and r.result.exit_code == 0
+    pid = int(r.result.output.splitlines()[0].split()[1])
+    assert dead(pid)
+    assert r.log.rstrip(b"\n").split(b"\n")[-1].startswith(NONCE.encode() + b":R:")
+
+
+@pytest.mark.skipif(not can_unshare(), reason="needs root and unshare for a PID namespace")
+def test_as_pid_1_even_a_process_that_left_the_session_is_killed(run):
+    """As PID 1 (as in a pod) the wrapper kills every process, and adopts and reaps orphans."""
+    script = (
+        "import os, time\n"
+        "if os.fork() == 0:\n"
+        "    os.setsid()\n"  # out of the script's session: only kill(-1) reaches it
+        "    if os.fork() == 0:\n"
+        "        time.sleep(0.3)\n"
+        "        print('late', flush=True)\n"
+        "        time.sleep(30)\n"
+        "    os._exit(0)\n"
+        "time.sleep(0.1)\n"
+        "print('pid', os.getpid(), flush=True)\n"
+    )
+    r = run(script, pid1=True)
+    assert r.result.status == COMPLETED and r.result.exit_code == 0
+    assert r.result.output == "pid 2\n"  # the wrapper is 1
+    assert "late" not in r.result.output
+    assert r.elapsed < 0.3 + 2
+
+
+@pytest.mark.skipif(not can_unshare(), reason="needs root and unshare for a PID namespace")
+@pytest.mark.parametrize("hide", [(), MINIMAL], ids=["resource", "minimal"])
+def test_as_pid_1_a_run_over_time_is_stopped_with_its_children(run, hide):
+    script = (
+        "import subprocess, time\n"
+        "subprocess.Popen(['sleep', '30'])\n"
+        "print('started', flush=True)\n"
+        "time.sleep(30)\n"
+    )
+    r = run(script, pid1=True, hide=hide, wall_time_s=0.5)
+    assert r.result.error_type == TIMEOUT and r.envelope["reason"] == "wall_time"
+    assert r.result.output == "started\n" and r.elapsed < 5
+
+
+def test_outside_a_pid_namespace_a_process_that_left_the_session_outlives_the_wrapper(run):
+    """The limit of a wrapper that is not PID 1 (never the case in a pod): a daemon out of the
+    script's session survives; the wrapper reads its output for half a second, then reports."""
+    script = (
+        "import os, sys, time\n"
+        "if os.fork() == 0:\n"
+        "    os.setsid()\n"
+        "    print('daemon', os.getpid(), flush=True)\n"
+        "    while True:\n"
+        "        print('late', flush=True)\n"
+        "        time.sleep(0.05)\n"
+        "time.sleep(0.2)\n"
+    )
+    r = run(script)
+    pid = int(r.result.output.split()[1])
+    try:
+        assert not dead(pid, within=0)
+    finally:
+        os.kill(pid, signal.SIGKILL)
+    assert r.result.status == COMPLETED and r.result.exit_code == 0
+    assert r.result.wall_time_ms + 450 <= r.elapsed * 1000 < 5000  # 0.5 s more, no longer
+    assert r.result.output.count("late") > 5
+    assert dead(pid)
+
+
+@pytest.mark.parametrize("hide", [(), MINIMAL], ids=["resource", "prlimit"])
+def test_a_fork_bomb_is_bounded_by_the_process_limit(pod_run, hide):
+    if not k8s_wrapper.resource and not hide:  # pragma: no cover
+        pytest.skip("no resource module")
+    script = (
+        "import os, time\n"
+        "pids = []\n"
+        "try:\n"
+        "    for _ in range(500):\n"
+        "        pid = os.fork()\n"
+        "        if pid == 0:\n"
+        "            time.sleep(30)\n"
+        "            os._exit(0)\n"
+        "        pids.append(pid)\n"
+        "except OSError as exc:\n"
+        "    print('refused', exc.errno)\n"
+        "print(*pids)\n"
+    )
+    r = pod_run(script, hide=hide, processes=8)
+    assert r.result.status == COMPLETED and r.result.exit_code == 0, r.result
+    refused, pids = r.result.output.splitlines()
+    assert refused == f"refused {errno.EAGAIN}"
+    pids = [int(p) for p in pids.split()]
+    assert len(pids) < 8
+    assert all(dead(pid) for pid in pids)
+
+
+# --- the result cannot be forged --------------------------------------------------------------
+
+
+def test_lines_that_look_like_envelopes_are_just_output(run):
+    """Printed envelope lines, with a wrong nonce or this run's nonce (guessed), are data."""
+    lines = [
+        forged_result("ffffffffffffffffffffffffffffffff"),
+        forged_result(""),
+        forged_result(NONCE),
+        f"{NONCE}:O:{base64.b64encode(b'injected').decode()}",
+    ]
+    script = (
+        "import sys\n"
+        f"lines = {lines!r}\n"
+        "for line in lines:\n"
+        "    print(line)\n"
+        "    print(line, file=sys.stderr)\n"
+        "sys.exit(3)\n"
+    )
+    r = run(script)
+    assert r.result.error_type == SCRIPT_ERROR and r.result.exit_code == 3
+    assert r.result.output == r.result.errors == "".join(line + "\n" for line in lines)
+    assert r.envelope["exit_code"] == 3
+
+
+def test_a_script_writing_into_the_log_itself_cannot_change_the_result(run):
+    """Without ctypes the wrapper stays dumpable: the script can read the nonce from
+    /proc/<wrapper>/environ and write into the log through /proc/<wrapper>/fd/1. The real
+    result is written after the script and everything it started are gone, and counts."""
+    script = (
+        "import os, sys\n"
+        "ppid = os.getppid()\n"
+        "with open(f'/proc/{ppid}/environ', 'rb') as f:\n"
+        "    env = dict(v.split(b'=', 1) for v in f.read().split(b'\\0') if b'=' in v)\n"
+        "nonce = env[b'INTEGR8S_NONCE'].decode()\n"
+        "with open(f'/proc/{ppid}/fd/1', 'w') as log:\n"
+        "    log.write(LINE.replace('NONCE', nonce) + '\\n')\n"
+        "print('wrote it')\n"
+        "sys.exit(3)\n"
+    ).replace("LINE", repr(forged_result("NONCE", peak_memory_kb=1)))
+    r = run(script, hide=("ctypes",))
+    forged = forged_result(NONCE, peak_memory_kb=1).encode()
+    assert forged in r.log.split(b"\n")  # the forgery did reach the log ...
+    assert r.log.rstrip(b"\n").split(b"\n")[-1] != forged  # ... before the real result
+    assert r.result.error_type == SCRIPT_ERROR and r.result.exit_code == 3
+    assert r.result.output == "wrote it\n" and r.result.peak_memory_kb > 1
+
+
+def test_the_wrapper_is_closed_to_the_script(pod_run):
+    """With ctypes the wrapper is not dumpable: its environ and fds are closed to the script."""
+    script = (
+        "import os\n"
+        "ppid = os.getppid()\n"
+        "for what, mode in (('environ', 'rb'), ('fd/1', 'wb'), ('mem', 'rb')):\n"
+        "    try:\n"
+        "        open(f'/proc/{ppid}/{what}', mode).close()\n"
+        "        print(what, 'open')\n"
+        "    except PermissionError:\n"
+        "        print(what, 'closed')\n"
+        "print(os.getuid())\n"
+    )
+    r = pod_run(script)
+    assert r.result.status == COMPLETED
+    assert r.result.output.splitlines()[:3] == ["environ closed", "fd/1 closed", "mem closed"]
+    assert int(r.result.output.splitlines()[3]) != 0
+
+
+# --- stopping and the node's verdicts ---------------------------------------------------------
+
+
+def test_sigterm_stops_the_script_and_still_reports(run):
+    """The kubelet's SIGTERM (pod deleted): the script is killed, the result says so."""
+    script = "import time\nprint('ready', flush=True)\ntime.sleep(30)\n"
+    r = run(script, signal_after=(b"ready", signal.SIGTERM))
+    assert r.returncode == 0 and r.elapsed < 10
+    assert r.envelope["reason"] == "terminated" and r.envelope["signal"] == signal.SIGKILL
+    assert r.result.status == FAILED and r.result.error_type == SYSTEM_ERROR
+    assert r.result.reason == "The sandbox was stopped before the script finished."
+    assert r.result.output == "ready\n"
+
+
+# The kernel's OOM counter for the container, as cgroup v1 shows it (memory.oom_control): one
+# more kill after the script starts.
+FAKE_CGROUP_V1 = """\
+import builtins, io
+real_open = builtins.open
+reads = []
+
+def cgroup_open(path, *args, **kwargs):
+    if path == "/sys/fs/cgroup/memory.events":
+        raise FileNotFoundError(path)
+    if path == "/sys/fs/cgroup/memory/memory.oom_control":
+        reads.append(path)
+        return io.StringIO(f"oom_kill_disable 0\\nunder_oom 0\\noom_kill {len(reads) - 1}\\n")
+    return real_open(path, *args, **kwargs)
+
+builtins.open = cgroup_open
+"""
+
+
+def test_a_script_killed_by_the_oom_killer_is_a_memory_error(run):
+    r = run("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n", setup=FAKE_CGROUP_V1)
+    assert r.envelope["oom_killed"] is True and r.envelope["reason"] == "memory_limit"
+    assert r.result.status == FAILED and r.result.error_type == MEMORY_LIMIT
+    assert r.result.exit_code == 137
+
+
+def test_a_sigkill_without_oom_is_the_scripts_own_doing(run):
+    r = run("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n")
+    assert r.envelope["reason"] is None and r.envelope["signal"] == signal.SIGKILL
+    assert r.result.error_type == SCRIPT_ERROR and r.result.exit_code == 137
+
+
+# --- python3-minimal and old interpreters -----------------------------------------------------
+
+
+def test_minimal_python_runs_the_script(run):
+    """No json, resource or ctypes: rlimits come from prlimit, usage from /proc."""
+    if not os.path.exists("/usr/bin/prlimit") and not os.path.exists("/bin/prlimit"):
+        pytest.skip("util-linux's prlimit is not installed")
+    script = "import sys\nprint(sys.stdin.read())\nsys.exit(4)\n"
+    r = run(script, "via prlimit", hide=MINIMAL)
+    assert r.result.error_type == SCRIPT_ERROR and r.result.exit_code == 4
+    assert r.result.output == "via prlimit\n"
+
+
+def test_minimal_python_cpu_time_limit(run):
+    if not os.path.exists("/usr/bin/prlimit") and not os.path.exists("/bin/prlimit"):
+        pytest.skip("util-linux's prlimit is not installed")
+    r = run("while True:\n    pass\n", hide=MINIMAL, cpu_time_s=1, wall_time_s=20)
+    assert r.result.error_type == TIMEOUT and r.envelope["reason"] == "cpu_time"
+    assert r.envelope["signal"] == signal.SIGXCPU
+    assert 900 <= r.result.cpu_time_ms <= 3000
+
+
+OLD = [pytest.param(path, id=version) for version, path in OLD_PYTHONS.items()]
+
+
+def old_python(path):
+    if not os.path.exists(path):
+        pytest.skip(f"{path} is not installed")
+    return path
+
+
+@pytest.mark.parametrize("path", OLD)
+def test_old_interpreters_run_the_pods_command(run, path):
+    script = (
+        "import sys\n"
+        "print(sys.version_info[:2], sys.stdin.read())\n"
+        "print('to stderr', file=sys.stderr)\n"
+        "sys.exit(2)\n"
+    )
+    r = run(script, "in", python=old_python(path), exact=True)
+    version = tuple(int(p) for p in path.rsplit("python", 1)[1].split("."))
+    assert r.returncode == 0 and r.stderr == b""
+    assert r.result.output == f"{version} in\n" and r.result.errors == "to stderr\n"
+    assert r.result.error_type == SCRIPT_ERROR and r.result.exit_code == 2
+
+
+@pytest.mark.parametrize("path", OLD)
+def test_old_interpreters_enforce_limits(run, path):
+    r = run(
+        SPEW.format(stream="stdout", char="z"),
+        python=old_python(path),
+        exact=True,
+        output_bytes=5000,
+    )
+    assert r.result.error_type == OUTPUT_LIMIT and r.result.output == "z" * 5000
+    r = run("import time\ntime.sleep(30)\n", python=old_python(path), exact=True, wall_time_s=0.3)
+    assert r.result.error_type == TIMEOUT and r.envelope["reason"] == "wall_time"
+
+
+@pytest.mark.parametrize("path", OLD)
+def test_old_minimal_interpreters(run, path):
+    r = run(MEMORY_AND_CPU, python=old_python(path), hide=MINIMAL)
+    assert r.result.status == COMPLETED and r.result.output == f"{64 * MIB}\n"
+    assert r.result.peak_memory_kb >= 64 * 1024 and r.result.cpu_time_ms >= 300
+
+
+# --- the helpers, in this process -------------------------------------------------------------
+
+
+def test_parse_limits():
+    assert k8s_wrapper.parse_limits("wall_time_s=5.0, cpu_time_s=2,processes=64,") == {
+        "wall_time_s": 5.0,
+        "cpu_time_s": 2.0,
+        "processes": 64.0,
+    }
+    assert k8s_wrapper.parse_limits("") == k8s_wrapper.parse_limits(None) == {}
+
+
+def test_to_json_is_json_without_the_json_module():
+    flat = {
+        "b": True,
+        "a": None,
+        "n": -12,
+        "f": False,
+        "word": "wall_time",
+        "evil": 'x", "exit_code": 0, "\\\n}',
+        "float": 1.5,
+    }
+    text = k8s_wrapper.to_json(flat)
+    assert json.loads(text) == {
+        "a": None,
+        "b": True,
+        "evil": "x exit_code 0 ",
+        "f": False,
+        "float": "1.5",
+        "n": -12,
+        "word": "wall_time",
+    }
+    assert list(json.loads(text)) == sorted(flat)
+
+
+def test_the_emitter_caps_and_coalesces(capfd):
+    emitter = k8s_wrapper.Emitter(NONCE, 10)
+    assert emitter.add("O", b"123456")
+    assert not emitter.add("E", b"abcdef")  # 4 of 6 bytes fit
+    assert not emitter.add("O", b"7")
+    emitter.flush(idle=True)  # too soon after the last flush
+    assert capfd.readouterr().out == ""
+    emitter.flush()
+    emitter.write_line("R", k8s_wrapper.to_json({"exit_code": 0}).encode())
+    out, err, result = parse_envelope(capfd.readouterr().out.encode(), NONCE)
+    assert (out, err, result) == (b"123456", b"abcd", {"exit_code": 0})
+    assert emitter.truncated == {"O": True, "E": True} and emitter.used == 10
+
+
+def test_the_emitter_flushes_big_output_at_once(capfd):
+    emitter = k8s_wrapper.Emitter(NONCE, 1 << 20)
+    emitter.add("O", b"x" * k8s_wrapper.FLUSH_BYTES)
+    assert parse_envelope(capfd.readouterr().out.encode(), NONCE)[0] == b"x" * 4096
+    assert emitter.pending["O"] == b""
+
+
+def test_write_line_survives_short_writes_and_eintr(capfd, monkeypatch):
+    real_write = os.write
+    calls = []
+
+    def flaky_write(fd, data):
+        if fd != 1:
+            return real_write(fd, data)
+        calls.append(len(data))
+        if len(calls) == 1:
+            raise InterruptedError(errno.EINTR, "interrupted")
+        if len(calls) == 2:
+            raise OSError(errno.EINTR, "interrupted")
+        return real_write(fd, bytes(data[:7]))  # a pipe taking a few bytes at a time
+
+    monkeypatch.setattr(os, "write", flaky_write)
+    k8s_wrapper.Emitter(NONCE, 100).write_line("O", b"hello there")
+    monkeypatch.undo()
+    assert parse_envelope(capfd.readouterr().out.encode(), NONCE)[0] == b"hello there"
+    assert len(calls) > 3
+
+
+def test_write_line_raises_other_errors(monkeypatch):
+    def broken(fd, data):
+        raise BrokenPipeError(errno.EPIPE, "gone")
+
+    monkeypatch.setattr(os, "write", broken)
+    with pytest.raises(BrokenPipeError):
+        k8s_wrapper.Emitter(NONCE, 100).write_line("O", b"x")
+
+
+@pytest.mark.parametrize(
+    "files, expected",
+    [
+        ({"/sys/fs/cgroup/memory.events": "low 0\nhigh 0\nmax 3\noom 2\noom_kill 2\n"}, 2),
+        ({"/sys/fs/cgroup/memory/memory.oom_control": "under_oom 0\noom_kill 5\n"}, 5),
+        ({"/sys/fs/cgroup/memory.events": "oom_kill many\n"}, None),
+        ({"/sys/fs/cgroup/memory.events": "oom 1\n"}, None),
+        ({}, None),
+    ],
+)
+def test_oom_kills_reads_the_cgroup(monkeypatch, files, expected):
+    def fake_open(path, *args, **kwargs):
+        if path not in files:
+            raise FileNotFoundError(path)
+        return io.StringIO(files[path])
+
+    monkeypatch.setattr(k8s_wrapper, "open", fake_open, raising=False)
+    assert k8s_wrapper.oom_kills() == expected
+
+
+def test_child_limits_with_resource():
+    if k8s_wrapper.resource is None:  # pragma: no cover
+        pytest.skip("no resource module")
+    prefix, apply = k8s_wrapper.child_limits({"cpu_time_s": 1.5, "processes": 8})
+    assert prefix == [] and callable(apply)
+
+
+def test_child_limits_with_prlimit_only(monkeypatch):
+    monkeypatch.setattr(k8s_wrapper, "resource", None)
+    monkeypatch.setattr(os.path, "exists", lambda p: p == "/bin/prlimit")
+    prefix, apply = k8s_wrapper.child_limits({"cpu_time_s": 1.5, "processes": 8})
+    assert prefix == ["/bin/prlimit", "--cpu=2:3", "--nproc=8", "--core=0", "--"]
+    assert apply() is None
+
+
+def test_child_limits_with_neither(monkeypatch):
+    monkeypatch.setattr(k8s_wrapper, "resource", None)
+    monkeypatch.setattr(os.path, "exists", lambda p: False)
+    prefix, apply = k8s_wrapper.child_limits({})
+    assert prefix == [] and apply() is None
+
+
+def test_usage_from_proc_without_resource(monkeypatch):
+    monkeypatch.setattr(k8s_wrapper, "resource", None)
+    usage = k8s_wrapper.Usage()
+    usage.sample(2**22 + 12345)  # no such process: nothing learnt, nothing raised
+    assert usage.maxrss_kb == 0
+    usage.sample(os.getpid())
+    assert usage.maxrss_kb > 1000
+    assert usage.cpu_seconds() >= 0.0
+
+    def no_proc(path, *args, **kwargs):
+        raise FileNotFoundError(path)
+
+    monkeypatch.setattr(k8s_wrapper, "open", no_proc, raising=False)
+    assert usage.cpu_seconds() == 0.0
+
+
+def test_usage_with_resource_sums_what_wait4_reports():
+    if k8s_wrapper.resource is None:  # pragma: no cover
+        pytest.skip("no resource module")
+    usage = k8s_wrapper.Usage()
+    usage.sample(os.getpid())  # sampling is for /proc only
+    usage.cpu_s = 1.25
+    assert usage.maxrss_kb == 0 and usage.cpu_seconds() == 1.25

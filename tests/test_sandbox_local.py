@@ -13,7 +13,7 @@ import pytest
 from executions import runtimes
 from executions.limits import KIB, MIB, Limits
 from executions.sandbox.base import RunSpec
-from executions.sandbox.local import LocalBackend
+from executions.sandbox.local import LocalBackend, stage_root
 from tests.hostile.cases import SEED_DEMO, SEED_DEMO_OUTPUT
 
 pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap not installed")
@@ -216,14 +216,23 @@ def test_cleanup_stale_removes_leftovers_but_keeps_live_runs(backend, py312):
     assert leftover_runs(backend) == set()
 
 
+def wait_for_spares(backend, count: int, timeout: float = 5) -> None:
+    deadline = time.monotonic() + timeout
+    while len(backend._pool) < count and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(backend._pool) == count
+
+
 def test_close_removes_the_spare_launchers(py312):
     backend = LocalBackend(name=TEST_NAME, spares=2)
     if backend.spares == 0:
         pytest.skip("spare launchers are used with cgroup v1 only")
     assert run(backend, py312, "print(1)").output == "1\n"
+    wait_for_spares(backend, 2)  # made in the background, while the run went
     spares = [launcher.group.dirs["memory"] for launcher in backend._pool]
     assert len(spares) == 2 and all(os.path.isdir(d) for d in spares)
     assert run(backend, py312, "print(2)").output == "2\n"  # takes a spare, makes another
+    wait_for_spares(backend, 2)
     backend.close()
     assert not any(os.path.isdir(d) for d in spares)
     assert backend._pool == []
@@ -259,3 +268,76 @@ def test_nothing_is_left_running_after_a_run(backend, py312):
                 assert token.encode() not in f.read()
         except OSError:
             pass
+
+
+# --- site: exit() and quit() work, site-packages stay out -----------------------------------
+
+
+def test_exit_and_quit_work(backend, py312):
+    result = run(backend, py312, "print('before')\nexit(3)\nprint('after')")
+    assert (result.status, result.exit_code, result.error_type) == ("completed", 3, "script_error")
+    assert result.output == "before\n"
+    result = run(backend, py312, "quit()\nprint('after')")
+    assert (result.status, result.exit_code, result.error_type) == ("completed", 0, None)
+    assert result.output == "" and result.errors == ""
+    result = run(backend, py312, "exit('bye')")
+    assert (result.exit_code, result.errors) == (1, "bye\n")
+
+
+@pytest.mark.parametrize("version", ["3.8", "3.13"])
+def test_exit_works_on_the_oldest_and_newest(backend, version):
+    result = run(backend, runtime_for(version), "exit(5)")
+    assert (result.status, result.exit_code) == ("completed", 5), result.errors
+
+
+def test_the_site_builtins_exist_but_not_site_packages(backend, py312):
+    script = (
+        "import sys\n"
+        "print(sys.flags.no_site, sys.flags.isolated, sys.flags.no_user_site)\n"
+        "print(all(callable(f) for f in (help, copyright, credits, license, exit, quit)))\n"
+        "print('Copyright' in str(copyright))\n"
+        "try:\n    import pip\nexcept ImportError as exc:\n    print(type(exc).__name__)\n"
+    )
+    result = run(backend, py312, script)
+    assert result.status == "completed", result.errors
+    assert result.output == "0 1 1\nTrue\nTrue\nModuleNotFoundError\n"
+
+
+def test_it_keeps_the_script_path_in_tracebacks_with_site(backend, py312):
+    result = run(backend, py312, "def f():\n    1 / 0\nf()\n")
+    assert result.exit_code == 1
+    assert 'File "/scripts/script.py", line 3, in <module>' in result.errors
+    assert "ZeroDivisionError" in result.errors
+
+
+def test_a_script_larger_than_a_pipe_buffer(backend, py312):
+    script = "x = 0\n" + "x += 1\n" * 40_000 + "print(x)\n"  # ~280 KB
+    result = run(backend, py312, script, stdin="z" * 200_000)
+    assert (result.status, result.output) == ("completed", "40000\n"), result.errors
+
+
+def test_stage_root_is_the_child_of_the_deepest_closed_directory(tmp_path):
+    closed = tmp_path / "closed"
+    (closed / "open" / "prefix").mkdir(parents=True)
+    prefix = str(closed / "open" / "prefix")
+    try:
+        closed.chmod(0o700)
+        assert stage_root(prefix, 65534, 65534) == str(closed / "open")
+        (closed / "open").chmod(0o700)  # deeper wins
+        assert stage_root(prefix, 65534, 65534) == prefix
+        (closed / "open").chmod(0o755)
+        if os.geteuid() == 0:  # the owner of a 0700 directory goes through it
+            os.chown(closed, 65534, 65534)
+            root = stage_root(prefix, 65534, 65534)  # closed itself, or above it
+            assert root is None or (str(closed) + "/").startswith(root + "/")
+        assert stage_root("/usr/lib", 65534, 65534) is None  # reachable as it is
+    finally:
+        closed.chmod(0o755)
+
+
+def test_stage_root_of_pyenv_interpreters_when_root(py312):
+    if os.geteuid() != 0 or os.stat("/root").st_mode & 0o001:
+        pytest.skip("needs a root worker and a closed /root")
+    if not py312.prefix.startswith("/root/"):
+        pytest.skip("the interpreter is not under /root")
+    assert stage_root(py312.prefix, 65534, 65534) == "/root/" + py312.prefix.split("/")[2]

@@ -214,12 +214,12 @@ def spawn(argv, env, stdin_path, apply_limits):
     if pid == 0:  # the child: becomes the script
         try:
             os.setsid()
+            os.dup2(out_w, 1)
+            os.dup2(err_w, 2)  # first: a failure below is reported on the script's stderr
             fd = os.open(stdin_path, os.O_RDONLY) if os.path.exists(stdin_path) else None
             if fd is None:
                 fd = os.open(os.devnull, os.O_RDONLY)
             os.dup2(fd, 0)
-            os.dup2(out_w, 1)
-            os.dup2(err_w, 2)
             os.closerange(3, 1024)
             try:
                 os.chdir("/tmp")
@@ -337,7 +337,8 @@ def main():
                 del fds[fd]
                 os.close(fd)
                 continue
-            emitter.add(fds[fd], data)
+            if not emitter.add(fds[fd], data) and reason is None:
+                reason = "output_limit"  # what it printed last, read only after it exited
     for fd in fds:
         os.close(fd)
     while usage.reap()[0]:

@@ -361,6 +361,8 @@ class LocalBackend(Backend):
         self.spares = spares if self.mode == "v1" else 0
         self._pool: list[_Launcher] = []
         self._pool_lock = threading.Lock()
+        self._pool_wanted = threading.Condition(self._pool_lock)  # the refiller waits on it
+        self._refiller: threading.Thread | None = None
         self._closed = False
         self._stage: _Stage | None = None  # the one new launchers enter
         self._stages: list[_Stage] = []  # every one made (launchers may still be entering)
@@ -535,17 +537,20 @@ class LocalBackend(Backend):
         if self.hierarchy is None:
             return self._spawn(None, stage)
         spare = None
-        with self._pool_lock:
-            while self._pool and spare is None:
-                candidate = self._pool.pop(0)
-                if (
-                    candidate.proc.poll() is None
-                    and (candidate.stage is None or candidate.stage.covers(root))
-                    and candidate.wait_ready(READY_TIMEOUT_S)
-                ):
-                    spare = candidate
-                else:
-                    candidate.discard()
+        while spare is None:
+            with self._pool_lock:
+                candidate = self._pool.pop(0) if self._pool else None
+            if candidate is None:
+                break
+            if (
+                candidate.proc.poll() is None
+                and (candidate.stage is None or candidate.stage.covers(root))
+                and candidate.wait_ready(READY_TIMEOUT_S)
+            ):
+                spare = candidate
+            else:
+                candidate.discard()
+        self._want_spares()  # made while this run goes
         if spare is not None:
             try:
                 try:
@@ -569,6 +574,34 @@ class LocalBackend(Backend):
             group.remove()
             raise
 
+    def _want_spares(self) -> None:
+        """Have the refiller thread top the pool up (a run took a spare): the spawn then
+        overlaps the run instead of adding to it."""
+        if not self.spares:
+            return
+        with self._pool_lock:
+            if self._closed:
+                return
+            if self._refiller is None:
+                self._refiller = threading.Thread(
+                    target=self._refill_loop, name="sandbox-spares", daemon=True
+                )
+                self._refiller.start()
+            self._pool_wanted.notify()
+
+    def _refill_loop(self) -> None:
+        while True:
+            with self._pool_lock:
+                while len(self._pool) >= self.spares and not self._closed:
+                    self._pool_wanted.wait()
+                if self._closed:
+                    return
+            try:
+                self._refill()
+            except Exception:
+                log.exception("local sandbox could not start a spare launcher")
+                time.sleep(1.0)  # runs still get fresh launchers meanwhile
+
     def _refill(self) -> None:
         while True:
             with self._pool_lock:
@@ -582,6 +615,9 @@ class LocalBackend(Backend):
                 group.remove()
                 raise
             with self._pool_lock:
+                if self._closed:
+                    launcher.discard()
+                    return
                 self._pool.append(launcher)
 
     def close(self) -> None:
@@ -589,6 +625,10 @@ class LocalBackend(Backend):
         with self._pool_lock:
             self._closed = True
             pool, self._pool = self._pool, []
+            refiller, self._refiller = self._refiller, None
+            self._pool_wanted.notify_all()
+        if refiller is not None and refiller is not threading.current_thread():
+            refiller.join(timeout=5)
         for launcher in pool:
             launcher.discard()
         with self._stage_lock:
@@ -681,8 +721,6 @@ class LocalBackend(Backend):
                         sel.unregister(key.fileobj)
                     elif key.data == "in":
                         feed_view = self._feed(proc, sel, feed_view)
-                        if not feed_view and self.spares:
-                            self._refill()  # while this run's sandbox starts
                     else:
                         try:
                             data = os.read(key.fileobj.fileno(), READ_CHUNK)

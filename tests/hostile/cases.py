@@ -550,6 +550,53 @@ CASES = [
         ),
     ),
     Case(
+        # Files the kernel gives to host root alone (0400): a sandbox that is host root under
+        # its user namespace reads them (kernel memory layout, timers ...); one that is not,
+        # cannot. (Its own /proc/self/uid_map cannot tell: bubblewrap's --disable-userns nests
+        # the sandbox's namespace, so the map shown inside is relative to the middle one.)
+        "root_only_proc_files",
+        FAILS(
+            [
+                "import os",
+                "read = []",
+                "for name in ('vmallocinfo', 'slabinfo', 'pagetypeinfo', 'timer_list',",
+                "             'kpageflags', 'kpagecount', 'sched_debug', 'zoneinfo'):",
+                "    path = '/proc/' + name",
+                "    try:",
+                "        mode = os.stat(path).st_mode",
+                "    except OSError:",
+                "        continue",
+                "    if mode & 0o044:",
+                "        continue  # readable by all on this kernel: proves nothing",
+                "    try:",
+                "        with open(path, 'rb') as f:",
+                "            f.read(64)",
+                "        read.append(path)",
+                "    except OSError as exc:",
+                "        print('refused', path, type(exc).__name__)",
+                "print('BREACH read root-only ' + ' '.join(read) if read else 'SAFE')",
+            ]
+        ),
+    ),
+    Case(
+        "site_packages_hidden",
+        FAILS(
+            [
+                "import os, sys",
+                "for name in ('pip', 'setuptools', '_sandboxing_egress_ca'):",
+                "    try:",
+                "        __import__(name)",
+                "        print('BREACH imported', name)",
+                "    except ImportError:",
+                "        print('SAFE no', name)",
+                "for path in sys.path:",
+                "    if path.endswith(('site-packages', 'dist-packages')) and os.path.isdir(path):",
+                "        left = os.listdir(path)",
+                "        print(('BREACH site dir' if left else 'SAFE empty'), path, left)",
+            ]
+        ),
+    ),
+    Case(
         "stdin_is_private",
         "import sys\ndata = sys.stdin.read()\nprint('SAFE', len(data), repr(data[:20]))\n",
         stdin="only this\n",

@@ -1,22 +1,29 @@
 """The hostile-script suite against the local backend (real bubblewrap, real cgroups)."""
 
+import contextlib
 import os
 import shutil
 import subprocess
 import threading
+import time
 import uuid
+from dataclasses import replace
 
 import pytest
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 
 from executions import runtimes
 from executions.sandbox.base import RunSpec
-from executions.sandbox.local import LocalBackend
+from executions.sandbox.local import SANDBOX_UID, LocalBackend
 from tests.hostile.cases import (
+    BASE_LIMITS,
     CASES,
     DAEMON_TOKEN,
+    FAILS,
     SECRET_ENV,
     SECRET_VALUE,
+    Case,
     HostContext,
     check_case,
 )
@@ -98,3 +105,169 @@ def test_hostile_cases_under_rlimits_only(runtime, host):
         if case.name in wanted:
             check_case(case, make_run(backend, runtime), host)
     assert host_processes_with(DAEMON_TOKEN) == []
+
+
+# --- the sandbox is not host root ------------------------------------------------------------
+
+
+def expected_host_ids(backend) -> tuple[int, int]:
+    """Who the sandbox is on the host: SANDBOX_HOST_UID under a root worker, else the caller."""
+    return backend.host_ids if backend.host_ids else (os.getuid(), os.getgid())
+
+
+def status_fields(pid: int) -> dict[str, str]:
+    with open(f"/proc/{pid}/status") as f:
+        return dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
+
+
+def start_sleeper(backend, runtime, seconds: float = 20):
+    """A sandboxed script that waits; returns (thread, cancel, results, run cgroup procs path)."""
+    if backend.hierarchy is None:
+        pytest.skip("no writable cgroup tree: the run's processes are found through it")
+    run_id = uuid.uuid4().hex
+    spec = RunSpec(
+        f"import time\nprint('up', flush=True)\ntime.sleep({seconds})\n",
+        runtime,
+        replace(BASE_LIMITS, wall_time_s=seconds + 5),
+        run_id=run_id,
+    )
+    cancel, results = threading.Event(), []
+    thread = threading.Thread(target=lambda: results.append(backend.run(spec, cancel)))
+    thread.start()
+    procs = f"{backend.hierarchy.attach(run_id).dirs['pids']}/cgroup.procs"
+    return thread, cancel, results, procs
+
+
+def sandboxed_pythons(procs_path: str, executable: str, timeout: float = 5) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = []
+        with contextlib.suppress(OSError):
+            for pid in map(int, open(procs_path).read().split()):
+                with contextlib.suppress(OSError):
+                    cmdline = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
+                    if cmdline[0] == executable.encode() and b"/scripts/script.py" in cmdline:
+                        found.append(pid)
+        if found:
+            return found
+        time.sleep(0.02)
+    raise AssertionError("the sandboxed interpreter never showed up in its cgroup")
+
+
+def test_sandbox_processes_are_the_unprivileged_host_uid(backend, runtime):
+    """Seen from the host, every process of a run (bubblewrap's too) is SANDBOX_HOST_UID with
+    no supplementary groups and no capabilities, and the sandbox's user namespace maps its
+    uid to that host uid, not to 0."""
+    uid, gid = expected_host_ids(backend)
+    assert uid != 0
+    thread, cancel, results, procs = start_sleeper(backend, runtime)
+    try:
+        pythons = sandboxed_pythons(procs, runtime.executable)
+        everyone = [int(p) for p in open(procs).read().split()]
+        assert len(everyone) >= 3  # bubblewrap's monitor, its pid 1, the script
+        for pid in everyone:
+            fields = status_fields(pid)
+            assert fields["Uid"].split() == [str(uid)] * 4, (pid, fields["Uid"])
+            assert fields["Gid"].split() == [str(gid)] * 4, (pid, fields["Gid"])
+            if backend.host_ids:
+                assert fields["Groups"].strip() == "", (pid, fields["Groups"])
+            # Capabilities in the init namespace: none (those in its own namespace do not count).
+            assert int(fields["CapEff"], 16) == 0 or pid not in pythons
+        for pid in pythons:
+            assert int(status_fields(pid)["CapEff"], 16) == 0
+            # Read from the host, the map's second column is a host uid.
+            (inside, outside, count), *_ = (
+                line.split() for line in open(f"/proc/{pid}/uid_map").read().splitlines()
+            )
+            assert (inside, outside) == (str(SANDBOX_UID), str(uid)), (inside, outside, count)
+    finally:
+        cancel.set()
+        thread.join(10)
+    assert results and results[0].status == "cancelled", results
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the uid drop is for workers running as root")
+def test_the_host_uid_alone_stops_signals_to_host_root(runtime, host):
+    """The sandbox minus its pid namespace (host pids in reach, "guessed"): being uid
+    SANDBOX_HOST_UID on the host, the script still may not signal root's processes (EPERM),
+    where a sandbox mapped to host root could have killed them."""
+    backend = SharedPidBackend(name=TEST_NAME, spares=0)
+    try:
+        script = FAILS(
+            [
+                "import os, signal",
+                "print('ppid', os.getppid())",
+                "outcomes = []",
+                "for pid, sig in ((VICTIM_PID, signal.SIGKILL), (VICTIM_PID, 0), (1, 0)):",
+                "    try:",
+                "        os.kill(pid, sig)",
+                "        outcomes.append(f'BREACH signalled {pid}')",
+                "    except PermissionError:",
+                "        outcomes.append('SAFE EPERM')",
+                "    except OSError as exc:",
+                "        outcomes.append(f'unexpected {pid} {exc!r}')",
+                "print(*outcomes)",
+                "print('SAFE' if outcomes == ['SAFE EPERM'] * 3 else 'BREACH')",
+            ]
+        )
+        case = Case("signal_host_root_with_host_pids_in_reach", script, host_checks=True)
+        result = check_case(case, make_run(backend, runtime), host)
+        assert "unexpected" not in result.output, result.output
+    finally:
+        backend.close()
+
+
+class SharedPidBackend(LocalBackend):
+    """Tests only: the sandbox without its pid namespace (and so without its own /proc)."""
+
+    def command(self, spec, source, script_fd):
+        args = super().command(spec, source, script_fd)
+        i = args.index("--unshare-all")
+        args[i : i + 1] = ["--unshare-ipc", "--unshare-net", "--unshare-uts", "--unshare-cgroup"]
+        i = args.index("--proc")
+        del args[i : i + 2]
+        while any(a.startswith("/proc/") for a in args):
+            j = next(k for k, a in enumerate(args) if a.startswith("/proc/"))
+            del args[j - 1 : j + 2]  # --ro-bind /proc/x /proc/x
+        return args
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="SANDBOX_HOST_UID applies to a root worker")
+def test_sandbox_host_uid_is_configurable_and_never_root(runtime, settings):
+    settings.SANDBOX_HOST_UID = 0
+    with pytest.raises(ImproperlyConfigured):
+        LocalBackend(name=TEST_NAME)
+    settings.SANDBOX_HOST_UID = 54321
+    backend = LocalBackend(name=TEST_NAME, spares=0)
+    try:
+        assert backend.host_ids == (54321, 54321)
+        thread, cancel, results, procs = start_sleeper(backend, runtime)
+        try:
+            pid = sandboxed_pythons(procs, runtime.executable)[0]
+            assert status_fields(pid)["Uid"].split() == ["54321"] * 4
+        finally:
+            cancel.set()
+            thread.join(10)
+        result = make_run(backend, runtime)("print(7 * 6)", BASE_LIMITS, "")
+        assert (result.status, result.output) == ("completed", "42\n"), result.errors
+    finally:
+        backend.close()
+
+
+def test_staging_leaves_the_host_alone(runtime):
+    """The interpreters are staged in a private mount namespace: the host's mounts (and the
+    directory the stage's tmpfs covers there) do not change, and close() ends the stage."""
+    before = sorted(os.listdir("/mnt")) if os.path.isdir("/mnt") else None
+    backend = LocalBackend(name=TEST_NAME, spares=1)
+    try:
+        result = make_run(backend, runtime)("print('ok')", BASE_LIMITS, "")
+        assert result.output == "ok\n", result.errors
+        with open("/proc/self/mountinfo") as f:
+            assert "integr8s-stage" not in f.read()
+        assert (sorted(os.listdir("/mnt")) if os.path.isdir("/mnt") else None) == before
+        stages = list(backend._stages)
+        assert bool(stages) == bool(backend.host_ids)
+    finally:
+        backend.close()
+    for stage in stages:
+        assert stage.proc.returncode is not None
