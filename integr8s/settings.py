@@ -199,6 +199,8 @@ LIMITS = {
 
 # Where the local sandbox keeps per-run state (cgroups are named after this installation).
 SANDBOX_NAME = env("SANDBOX_NAME", "integr8s")
+# When the worker runs as root, sandboxes run as this unprivileged host uid/gid (never 0).
+SANDBOX_HOST_UID = env_number("SANDBOX_HOST_UID", 65534, 1)
 
 # Kubernetes backend.
 K8S_NAMESPACE = env("K8S_NAMESPACE", "integr8s-executions")

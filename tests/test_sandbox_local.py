@@ -291,6 +291,7 @@ def test_exit_works_on_the_oldest_and_newest(backend, version):
 
 
 def test_the_site_builtins_exist_but_not_site_packages(backend, py312):
+    # site itself is skipped (-S, for speed); the prelude supplies what users expect of it.
     script = (
         "import sys\n"
         "print(sys.flags.no_site, sys.flags.isolated, sys.flags.no_user_site)\n"
@@ -300,7 +301,7 @@ def test_the_site_builtins_exist_but_not_site_packages(backend, py312):
     )
     result = run(backend, py312, script)
     assert result.status == "completed", result.errors
-    assert result.output == "0 1 1\nTrue\nTrue\nModuleNotFoundError\n"
+    assert result.output == "1 1 1\nTrue\nTrue\nModuleNotFoundError\n"
 
 
 def test_it_keeps_the_script_path_in_tracebacks_with_site(backend, py312):
@@ -341,3 +342,23 @@ def test_stage_root_of_pyenv_interpreters_when_root(py312):
     if not py312.prefix.startswith("/root/"):
         pytest.skip("the interpreter is not under /root")
     assert stage_root(py312.prefix, 65534, 65534) == "/root/" + py312.prefix.split("/")[2]
+
+
+def test_the_script_runs_as_main_with_its_own_traceback(backend, py312):
+    script = (
+        "import sys\n"
+        "print(__name__, __file__, sys.argv)\n"
+        "print(sorted(k for k in globals() if not k.startswith('__')))\n"
+        "def boom():\n"
+        "    raise ValueError('bad')\n"
+        "boom()\n"
+    )
+    result = run(backend, py312, script)
+    # Only the script's own names: nothing the prelude used is left behind.
+    assert result.output == "__main__ /scripts/script.py ['/scripts/script.py']\n['sys']\n"
+    assert (result.status, result.exit_code, result.error_type) == ("completed", 1, "script_error")
+    assert result.errors.startswith(
+        'Traceback (most recent call last):\n  File "/scripts/script.py", line 6, in <module>\n'
+    ), result.errors
+    assert "<string>" not in result.errors
+    assert result.errors.rstrip().endswith("ValueError: bad")
