@@ -23,8 +23,12 @@ def readyz(request):
         return JsonResponse({"status": "unavailable", "database": str(exc)}, status=503)
     if not workers:
         return JsonResponse(
-            {"status": "unavailable", "database": "ok", "workers": 0,
-             "reason": "no worker has sent a heartbeat recently"},
+            {
+                "status": "unavailable",
+                "database": "ok",
+                "workers": 0,
+                "reason": "no worker has sent a heartbeat recently",
+            },
             status=503,
         )
     return JsonResponse({"status": "ok", "database": "ok", "workers": workers})

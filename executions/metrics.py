@@ -62,9 +62,7 @@ class QueueCollector:
             labels=["status"],
         )
         try:
-            counts = dict(
-                Execution.objects.active().values_list("status").annotate(n=Count("id"))
-            )
+            counts = dict(Execution.objects.active().values_list("status").annotate(n=Count("id")))
         except DatabaseError:
             log.warning("metrics: could not count executions", exc_info=True)
             return

@@ -169,7 +169,10 @@ class Execution(models.Model):
 
     execution_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     owner = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE,
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
         related_name="executions",
     )
     # Anonymous runs are listed for the browser session that made them.
@@ -189,7 +192,10 @@ class Execution(models.Model):
     output_truncated = models.BooleanField(default=False)
     errors_truncated = models.BooleanField(default=False)
     exit_code = models.IntegerField(null=True, blank=True)
-    error_type = models.CharField(max_length=20, choices=ErrorType.choices, null=True, blank=True)
+    # null, not "": the API contract says error_type is null for a clean run.
+    error_type = models.CharField(  # noqa: DJ001
+        max_length=20, choices=ErrorType.choices, null=True, blank=True
+    )
     reason = models.TextField(blank=True, help_text="Why the run ended as it did, in words.")
     wall_time_ms = models.PositiveIntegerField(null=True, blank=True)
     cpu_time_ms = models.PositiveIntegerField(null=True, blank=True)
@@ -297,8 +303,10 @@ class Execution(models.Model):
             reason=f"Cancelled by {by} before it started.",
         ):
             return True
-        changed = Execution.objects.running().filter(pk=self.pk).update(
-            cancel_requested=True, reason=f"Cancelled by {by}."
+        changed = (
+            Execution.objects.running()
+            .filter(pk=self.pk)
+            .update(cancel_requested=True, reason=f"Cancelled by {by}.")
         )
         if changed:
             self.cancel_requested = True

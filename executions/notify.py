@@ -89,8 +89,8 @@ class Waiters:
 
     def _wake(self, payload: str):
         with self.lock:
-            targets = self.events.get(payload, set()) if payload else set().union(
-                *self.events.values()
+            targets = (
+                self.events.get(payload, set()) if payload else set().union(*self.events.values())
             )
             for event in targets:
                 event.set()
@@ -128,7 +128,6 @@ class Waiters:
                 self.events[key].discard(event)
                 if not self.events[key]:
                     del self.events[key]
-
 
     def close(self) -> None:
         """Stop the shared listener (tests, before their database is dropped)."""

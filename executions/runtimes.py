@@ -57,7 +57,10 @@ def interpreter_version(path: str) -> str | None:
     try:
         out = subprocess.run(
             [path, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-            capture_output=True, text=True, timeout=10, env={},
+            capture_output=True,
+            text=True,
+            timeout=10,
+            env={},
         )
     except (OSError, subprocess.TimeoutExpired):
         return None

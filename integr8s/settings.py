@@ -43,7 +43,10 @@ def env_number(name: str, default: float, minimum: float = 0, cast=int):
 
 
 DEBUG = env_bool("DEBUG", True)
-SECRET_KEY = env("SECRET_KEY", "dev-only-insecure-key-for-a-local-machine-change-me-in-production" if DEBUG else "")
+SECRET_KEY = env(
+    "SECRET_KEY",
+    "dev-only-insecure-key-for-a-local-machine-change-me-in-production" if DEBUG else "",
+)
 if not SECRET_KEY:
     raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off")
 ALLOWED_HOSTS = env("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver").split(",")

@@ -1,9 +1,19 @@
 import pytest
+from django.core.cache import cache
+from rest_framework.test import APIClient
 
 
 @pytest.fixture(autouse=True)
 def fast_hasher(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def fresh_throttle():
+    """Submissions counted by earlier tests must not throttle this one."""
+    cache.clear()
+    yield
+    cache.clear()
 
 
 @pytest.fixture
@@ -14,6 +24,31 @@ def alice(django_user_model):
 @pytest.fixture
 def bob(django_user_model):
     return django_user_model.objects.create_user("bob", "bob@example.com", "bob-pass-123")
+
+
+@pytest.fixture
+def alice_api(alice):
+    """An API client signed in as alice (the owner)."""
+    client = APIClient()
+    client.force_authenticate(alice)
+    return client
+
+
+@pytest.fixture
+def bob_api(bob):
+    """An API client signed in as bob (another user)."""
+    client = APIClient()
+    client.force_authenticate(bob)
+    return client
+
+
+def run_of(owner=None, **fields):
+    """An execution row as the queue would hold it (no worker involved)."""
+    from executions.models import Execution
+
+    fields.setdefault("script", "print('hi')")
+    fields.setdefault("python_version", "3.12")
+    return Execution.objects.create(owner=owner, **fields)
 
 
 @pytest.fixture

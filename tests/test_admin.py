@@ -4,6 +4,7 @@ import pytest
 from django.urls import reverse
 
 from executions.models import Execution, SavedScript, Worker
+from tests.conftest import run_of
 
 pytestmark = pytest.mark.django_db
 
@@ -13,12 +14,6 @@ def staff(client, django_user_model):
     admin = django_user_model.objects.create_superuser("root", "root@example.com", "pw")
     client.force_login(admin)
     return admin
-
-
-def run_of(**fields):
-    fields.setdefault("script", "print(1)")
-    fields.setdefault("python_version", "3.12")
-    return Execution.objects.create(**fields)
 
 
 def test_it_is_for_staff_only(client, alice):

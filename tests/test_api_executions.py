@@ -4,7 +4,6 @@ import json
 import uuid
 
 import pytest
-from django.core.cache import cache
 from rest_framework.test import APIClient
 
 from executions import runtimes
@@ -15,30 +14,9 @@ pytestmark = pytest.mark.django_db
 EXECUTE = "/api/v1/execute"
 
 
-@pytest.fixture(autouse=True)
-def fresh_throttle():
-    cache.clear()  # submissions counted by earlier tests must not throttle this one
-    yield
-    cache.clear()
-
-
 @pytest.fixture
 def client():
     return APIClient()
-
-
-@pytest.fixture
-def alice_client(alice):
-    c = APIClient()
-    c.force_authenticate(alice)
-    return c
-
-
-@pytest.fixture
-def bob_client(bob):
-    c = APIClient()
-    c.force_authenticate(bob)
-    return c
 
 
 def result_url(execution_id):
@@ -64,9 +42,9 @@ def test_it_queues_a_script(client):
     assert r.json()["links"]["self"].endswith(result_url(execution.execution_id))
 
 
-def test_it_records_the_owner_version_and_stdin(alice_client, alice):
+def test_it_records_the_owner_version_and_stdin(alice_api, alice):
     version = runtimes.versions()[-1]
-    r = alice_client.post(
+    r = alice_api.post(
         EXECUTE,
         {"script": "print(input())", "python_version": version, "stdin": "hi\n"},
         format="json",
@@ -181,10 +159,10 @@ def test_wait_gives_up_with_the_current_state(client, settings):
 # --- Idempotency-Key ---------------------------------------------------------------------------
 
 
-def test_an_idempotency_key_returns_the_same_execution(alice_client):
+def test_an_idempotency_key_returns_the_same_execution(alice_api):
     headers = {"Idempotency-Key": "order-1"}
-    first = alice_client.post(EXECUTE, {"script": "print(1)"}, format="json", headers=headers)
-    again = alice_client.post(EXECUTE, {"script": "print(1)"}, format="json", headers=headers)
+    first = alice_api.post(EXECUTE, {"script": "print(1)"}, format="json", headers=headers)
+    again = alice_api.post(EXECUTE, {"script": "print(1)"}, format="json", headers=headers)
     assert first.status_code == 202
     assert again.status_code == 200
     assert again.headers["Idempotent-Replayed"] == "true"
@@ -192,10 +170,10 @@ def test_an_idempotency_key_returns_the_same_execution(alice_client):
     assert Execution.objects.count() == 1
 
 
-def test_idempotency_keys_are_per_user(alice_client, bob_client):
+def test_idempotency_keys_are_per_user(alice_api, bob_api):
     headers = {"Idempotency-Key": "same"}
-    a = alice_client.post(EXECUTE, {"script": "print(1)"}, format="json", headers=headers)
-    b = bob_client.post(EXECUTE, {"script": "print(1)"}, format="json", headers=headers)
+    a = alice_api.post(EXECUTE, {"script": "print(1)"}, format="json", headers=headers)
+    b = bob_api.post(EXECUTE, {"script": "print(1)"}, format="json", headers=headers)
     assert (a.status_code, b.status_code) == (202, 202)
     assert a.json()["execution_id"] != b.json()["execution_id"]
 
@@ -210,14 +188,14 @@ def test_anonymous_idempotency_keys_are_per_ip(client):
     assert a.json()["execution_id"] == b.json()["execution_id"] != c.json()["execution_id"]
 
 
-def test_an_idempotency_key_race_returns_the_winner(alice_client, alice, monkeypatch):
+def test_an_idempotency_key_race_returns_the_winner(alice_api, alice, monkeypatch):
     """The other request inserted between our look-up and our insert: the constraint wins."""
     from executions import api
 
     winner = Execution.objects.submit("print(1)", owner=alice, idempotency_key="race")
     lookups = iter([None, winner])
     monkeypatch.setattr(api, "earlier_submission", lambda key, caller: next(lookups))
-    r = alice_client.post(
+    r = alice_api.post(
         EXECUTE, {"script": "print(1)"}, format="json", headers={"Idempotency-Key": "race"}
     )
     assert r.status_code == 200
@@ -247,10 +225,10 @@ def test_too_many_submissions_get_429_with_retry_after(client, settings):
     assert Execution.objects.count() == 2
 
 
-def test_too_many_active_runs_get_429(alice_client, settings):
+def test_too_many_active_runs_get_429(alice_api, settings):
     settings.MAX_ACTIVE_PER_CALLER = 1
-    assert alice_client.post(EXECUTE, {"script": "print(1)"}, format="json").status_code == 202
-    r = alice_client.post(EXECUTE, {"script": "print(1)"}, format="json")
+    assert alice_api.post(EXECUTE, {"script": "print(1)"}, format="json").status_code == 202
+    r = alice_api.post(EXECUTE, {"script": "print(1)"}, format="json")
     assert r.status_code == 429
     assert r.headers["Retry-After"] == "1"
     assert "waiting or running" in r.json()["detail"]
@@ -266,10 +244,10 @@ def test_invalid_submissions_do_not_count_against_the_rate(client, settings):
 # --- GET /result/<id> --------------------------------------------------------------------------
 
 
-def test_anyone_may_read_an_anonymous_execution(client, alice_client):
+def test_anyone_may_read_an_anonymous_execution(client, alice_api):
     execution = Execution.objects.submit("print(1)", stdin="in")
     finish(execution.execution_id, output="1\n", exit_code=0, wall_time_ms=12)
-    for c in (client, alice_client):
+    for c in (client, alice_api):
         r = c.get(result_url(execution.execution_id))
         assert r.status_code == 200
         body = r.json()
@@ -296,10 +274,10 @@ def test_anyone_may_read_an_anonymous_execution(client, alice_client):
             assert field in body
 
 
-def test_a_users_execution_is_theirs_alone(alice, alice_client, bob_client, client):
+def test_a_users_execution_is_theirs_alone(alice, alice_api, bob_api, client):
     execution = Execution.objects.submit("print(1)", owner=alice)
-    assert alice_client.get(result_url(execution.execution_id)).status_code == 200
-    assert bob_client.get(result_url(execution.execution_id)).status_code == 404
+    assert alice_api.get(result_url(execution.execution_id)).status_code == 200
+    assert bob_api.get(result_url(execution.execution_id)).status_code == 404
     assert client.get(result_url(execution.execution_id)).status_code == 404
 
 
@@ -324,12 +302,12 @@ def test_result_is_get_only(client):
 # --- GET /executions/ --------------------------------------------------------------------------
 
 
-def test_users_list_their_own_executions_newest_first(alice, bob, alice_client):
+def test_users_list_their_own_executions_newest_first(alice, bob, alice_api):
     first = Execution.objects.submit("print(1)", owner=alice, stdin="secret")
     second = Execution.objects.submit("print(2)", owner=alice)
     Execution.objects.submit("print(3)", owner=bob)
     Execution.objects.submit("print(4)")
-    r = alice_client.get("/api/v1/executions/")
+    r = alice_api.get("/api/v1/executions/")
     assert r.status_code == 200
     body = r.json()
     assert body["count"] == 2
@@ -338,37 +316,37 @@ def test_users_list_their_own_executions_newest_first(alice, bob, alice_client):
     assert "stdin" not in body["results"][0] and "output" not in body["results"][0]
 
 
-def test_the_list_filters_by_status_and_version(alice, alice_client):
+def test_the_list_filters_by_status_and_version(alice, alice_api):
     done = Execution.objects.submit("print(1)", owner=alice, python_version="3.12")
     finish(done.execution_id)
     Execution.objects.submit("print(2)", owner=alice, python_version="3.12")
     Execution.objects.submit("print(3)", owner=alice, python_version="3.9")
-    r = alice_client.get("/api/v1/executions/?status=completed")
+    r = alice_api.get("/api/v1/executions/?status=completed")
     assert [e["execution_id"] for e in r.json()["results"]] == [str(done.execution_id)]
-    r = alice_client.get("/api/v1/executions/?python_version=3.9")
+    r = alice_api.get("/api/v1/executions/?python_version=3.9")
     assert [e["python_version"] for e in r.json()["results"]] == ["3.9"]
-    r = alice_client.get("/api/v1/executions/?status=queued&python_version=3.12")
+    r = alice_api.get("/api/v1/executions/?status=queued&python_version=3.12")
     assert r.json()["count"] == 1
-    assert alice_client.get("/api/v1/executions/?status=").json()["count"] == 3
+    assert alice_api.get("/api/v1/executions/?status=").json()["count"] == 3
 
 
 @pytest.mark.parametrize(
     ("query", "field"), [("status=done", "status"), ("python_version=latest", "python_version")]
 )
-def test_a_bad_filter_is_a_400_naming_it(alice_client, query, field):
-    r = alice_client.get(f"/api/v1/executions/?{query}")
+def test_a_bad_filter_is_a_400_naming_it(alice_api, query, field):
+    r = alice_api.get(f"/api/v1/executions/?{query}")
     assert r.status_code == 400
     assert list(r.json()) == [field]
 
 
-def test_the_list_is_paginated(alice, alice_client):
+def test_the_list_is_paginated(alice, alice_api):
     for i in range(21):
         Execution.objects.submit(f"print({i})", owner=alice)
-    body = alice_client.get("/api/v1/executions/").json()
+    body = alice_api.get("/api/v1/executions/").json()
     assert (body["count"], len(body["results"])) == (21, 20)
     assert body["next"].endswith("page=2")
-    assert len(alice_client.get("/api/v1/executions/?page=2").json()["results"]) == 1
-    assert alice_client.get("/api/v1/executions/?page=9").status_code == 404
+    assert len(alice_api.get("/api/v1/executions/?page=2").json()["results"]) == 1
+    assert alice_api.get("/api/v1/executions/?page=9").status_code == 404
 
 
 def test_anonymous_callers_without_a_session_list_nothing(client):
@@ -386,8 +364,8 @@ def test_anonymous_callers_list_their_sessions_runs(client):
     assert [e["execution_id"] for e in r.json()["results"]] == [mine]
 
 
-def test_the_list_is_get_only(alice_client):
-    assert alice_client.post("/api/v1/executions/", {}, format="json").status_code == 405
+def test_the_list_is_get_only(alice_api):
+    assert alice_api.post("/api/v1/executions/", {}, format="json").status_code == 405
 
 
 # --- Cancel ------------------------------------------------------------------------------------
@@ -401,28 +379,28 @@ def retry_url(execution_id):
     return f"/api/v1/executions/{execution_id}/retry"
 
 
-def test_cancelling_a_queued_run_ends_it(alice, alice_client):
+def test_cancelling_a_queued_run_ends_it(alice, alice_api):
     execution = Execution.objects.submit("print(1)", owner=alice)
-    r = alice_client.post(cancel_url(execution.execution_id))
+    r = alice_api.post(cancel_url(execution.execution_id))
     assert r.status_code == 200
     assert (r.json()["status"], r.json()["error_type"]) == ("cancelled", "cancelled")
     assert "before it started" in r.json()["reason"]
     # Cancelling again is harmless.
-    assert alice_client.post(cancel_url(execution.execution_id)).status_code == 200
+    assert alice_api.post(cancel_url(execution.execution_id)).status_code == 200
 
 
-def test_cancelling_a_running_run_flags_it(alice, alice_client):
+def test_cancelling_a_running_run_flags_it(alice, alice_api):
     execution = Execution.objects.submit("print(1)", owner=alice)
     finish(execution.execution_id, status="running")
-    r = alice_client.post(cancel_url(execution.execution_id))
+    r = alice_api.post(cancel_url(execution.execution_id))
     assert r.status_code == 202
     assert (r.json()["status"], r.json()["cancel_requested"]) == ("running", True)
 
 
-def test_cancelling_a_finished_run_is_a_409(alice, alice_client):
+def test_cancelling_a_finished_run_is_a_409(alice, alice_api):
     execution = Execution.objects.submit("print(1)", owner=alice)
     finish(execution.execution_id)
-    r = alice_client.post(cancel_url(execution.execution_id))
+    r = alice_api.post(cancel_url(execution.execution_id))
     assert r.status_code == 409
     assert "already ended" in r.json()["detail"]
 
@@ -432,18 +410,18 @@ def test_anonymous_runs_can_be_cancelled_by_id(client):
     assert client.post(cancel_url(execution.execution_id)).status_code == 200
 
 
-def test_nobody_else_can_cancel(alice, bob_client, client):
+def test_nobody_else_can_cancel(alice, bob_api, client):
     execution = Execution.objects.submit("print(1)", owner=alice)
-    assert bob_client.post(cancel_url(execution.execution_id)).status_code == 404
+    assert bob_api.post(cancel_url(execution.execution_id)).status_code == 404
     assert client.post(cancel_url(execution.execution_id)).status_code == 404
     assert client.post(cancel_url("nope")).status_code == 404
     execution.refresh_from_db()
     assert execution.status == "queued"
 
 
-def test_cancel_is_post_only(alice, alice_client):
+def test_cancel_is_post_only(alice, alice_api):
     execution = Execution.objects.submit("print(1)", owner=alice)
-    assert alice_client.get(cancel_url(execution.execution_id)).status_code == 405
+    assert alice_api.get(cancel_url(execution.execution_id)).status_code == 405
 
 
 def test_session_users_need_the_csrf_token(alice):
@@ -458,64 +436,64 @@ def test_session_users_need_the_csrf_token(alice):
 # --- Retry -------------------------------------------------------------------------------------
 
 
-def test_retry_queues_a_new_run_of_the_same_script(alice, alice_client):
+def test_retry_queues_a_new_run_of_the_same_script(alice, alice_api):
     version = runtimes.versions()[-1]
     original = Execution.objects.submit("print(1)", python_version=version, owner=alice, stdin="x")
     finish(original.execution_id, status="failed", error_type="system_error")
-    r = alice_client.post(retry_url(original.execution_id))
+    r = alice_api.post(retry_url(original.execution_id))
     assert r.status_code == 202
     again = Execution.objects.get(execution_id=r.json()["execution_id"])
     assert again.pk != original.pk
     assert (again.script, again.python_version, again.stdin) == ("print(1)", version, "x")
     assert (again.owner, again.retry_of, again.status) == (alice, original, "queued")
-    detail = alice_client.get(result_url(again.execution_id)).json()
+    detail = alice_api.get(result_url(again.execution_id)).json()
     assert detail["retry_of"] == str(original.execution_id)
 
 
-def test_retrying_an_anonymous_run_belongs_to_the_caller(alice, alice_client):
+def test_retrying_an_anonymous_run_belongs_to_the_caller(alice, alice_api):
     original = Execution.objects.submit("print(1)", client_ip="10.1.1.1")
     finish(original.execution_id)
-    r = alice_client.post(retry_url(original.execution_id))
+    r = alice_api.post(retry_url(original.execution_id))
     assert r.status_code == 202
     assert Execution.objects.get(execution_id=r.json()["execution_id"]).owner == alice
 
 
-def test_retrying_an_active_run_is_a_409(alice, alice_client):
+def test_retrying_an_active_run_is_a_409(alice, alice_api):
     execution = Execution.objects.submit("print(1)", owner=alice)
-    r = alice_client.post(retry_url(execution.execution_id))
+    r = alice_api.post(retry_url(execution.execution_id))
     assert r.status_code == 409
     assert "still queued" in r.json()["detail"]
 
 
-def test_retrying_a_version_no_longer_offered_is_a_409(alice, alice_client):
+def test_retrying_a_version_no_longer_offered_is_a_409(alice, alice_api):
     execution = Execution.objects.submit("print(1)", owner=alice, python_version="2.7")
     finish(execution.execution_id)
-    r = alice_client.post(retry_url(execution.execution_id))
+    r = alice_api.post(retry_url(execution.execution_id))
     assert r.status_code == 409
     assert "2.7" in r.json()["detail"]
 
 
-def test_retry_is_throttled(alice, alice_client, settings):
+def test_retry_is_throttled(alice, alice_api, settings):
     settings.THROTTLE_USER = "1/min"
     execution = Execution.objects.submit("print(1)", owner=alice)
     finish(execution.execution_id)
-    assert alice_client.post(retry_url(execution.execution_id)).status_code == 202
-    r = alice_client.post(retry_url(execution.execution_id))
+    assert alice_api.post(retry_url(execution.execution_id)).status_code == 202
+    r = alice_api.post(retry_url(execution.execution_id))
     assert r.status_code == 429
     assert "Retry-After" in r.headers
 
 
-def test_nobody_else_can_retry(alice, bob_client, client):
+def test_nobody_else_can_retry(alice, bob_api, client):
     execution = Execution.objects.submit("print(1)", owner=alice)
     finish(execution.execution_id)
-    assert bob_client.post(retry_url(execution.execution_id)).status_code == 404
+    assert bob_api.post(retry_url(execution.execution_id)).status_code == 404
     assert client.post(retry_url(execution.execution_id)).status_code == 404
     assert Execution.objects.count() == 1
 
 
-def test_retry_is_post_only(alice, alice_client):
+def test_retry_is_post_only(alice, alice_api):
     execution = Execution.objects.submit("print(1)", owner=alice)
-    assert alice_client.put(retry_url(execution.execution_id)).status_code == 405
+    assert alice_api.put(retry_url(execution.execution_id)).status_code == 405
 
 
 # --- Unknown API paths -------------------------------------------------------------------------
@@ -527,11 +505,11 @@ def test_unknown_api_paths_are_json_404s(client):
     assert "no API endpoint" in r.json()["detail"]
 
 
-def test_a_missing_slash_gets_a_hint_not_a_redirect(alice_client):
-    r = alice_client.post("/api/v1/executions", {}, format="json")
+def test_a_missing_slash_gets_a_hint_not_a_redirect(alice_api):
+    r = alice_api.post("/api/v1/executions", {}, format="json")
     assert r.status_code == 404
     assert "Did you mean /api/v1/executions/?" in r.json()["detail"]
-    r = alice_client.post(EXECUTE + "/", {"script": "print(1)"}, format="json")
+    r = alice_api.post(EXECUTE + "/", {"script": "print(1)"}, format="json")
     assert "Did you mean /api/v1/execute?" in r.json()["detail"]
 
 

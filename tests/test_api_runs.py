@@ -3,7 +3,6 @@
 import time
 
 import pytest
-from django.core.cache import cache
 from rest_framework.test import APIClient
 
 from executions import examples, runtimes
@@ -12,11 +11,6 @@ from executions.models import Execution
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("worker")]
 
 EXECUTE = "/api/v1/execute?wait=true"
-
-
-@pytest.fixture(autouse=True)
-def fresh_throttle():
-    cache.clear()
 
 
 @pytest.fixture

@@ -13,20 +13,6 @@ SCRIPTS = "/api/v1/scripts/"
 
 
 @pytest.fixture
-def alice_client(alice):
-    c = APIClient()
-    c.force_authenticate(alice)
-    return c
-
-
-@pytest.fixture
-def bob_client(bob):
-    c = APIClient()
-    c.force_authenticate(bob)
-    return c
-
-
-@pytest.fixture
 def saved(alice):
     return SavedScript.objects.create(owner=alice, name="hello", script="print('hello')")
 
@@ -35,8 +21,8 @@ def url(script):
     return f"{SCRIPTS}{script.script_id}/"
 
 
-def test_it_saves_a_script(alice, alice_client):
-    r = alice_client.post(
+def test_it_saves_a_script(alice, alice_api):
+    r = alice_api.post(
         SCRIPTS,
         {"name": "hello", "script": "print(1)\n", "description": "first", "python_version": ""},
         format="json",
@@ -46,22 +32,22 @@ def test_it_saves_a_script(alice, alice_client):
     assert (saved.owner, saved.name, saved.script) == (alice, "hello", "print(1)\n")
 
 
-def test_it_lists_only_your_scripts(alice_client, saved, bob):
+def test_it_lists_only_your_scripts(alice_api, saved, bob):
     SavedScript.objects.create(owner=bob, name="bobs", script="print(2)")
-    r = alice_client.get(SCRIPTS)
+    r = alice_api.get(SCRIPTS)
     assert r.status_code == 200
     assert [s["name"] for s in r.json()["results"]] == ["hello"]
 
 
-def test_it_reads_updates_and_deletes(alice_client, saved):
-    assert alice_client.get(url(saved)).json()["script"] == "print('hello')"
-    r = alice_client.patch(url(saved), {"description": "greets"}, format="json")
+def test_it_reads_updates_and_deletes(alice_api, saved):
+    assert alice_api.get(url(saved)).json()["script"] == "print('hello')"
+    r = alice_api.patch(url(saved), {"description": "greets"}, format="json")
     assert (r.status_code, r.json()["description"]) == (200, "greets")
-    r = alice_client.put(url(saved), {"name": "hi", "script": "print('hi')"}, format="json")
+    r = alice_api.put(url(saved), {"name": "hi", "script": "print('hi')"}, format="json")
     assert (r.status_code, r.json()["name"]) == (200, "hi")
     # Renaming to its own name is not a clash.
-    assert alice_client.patch(url(saved), {"name": "hi"}, format="json").status_code == 200
-    assert alice_client.delete(url(saved)).status_code == 204
+    assert alice_api.patch(url(saved), {"name": "hi"}, format="json").status_code == 200
+    assert alice_api.delete(url(saved)).status_code == 204
     assert not SavedScript.objects.exists()
 
 
@@ -77,38 +63,38 @@ def test_anonymous_callers_get_401(client, saved):
         assert "credentials" in r.json()["detail"]
 
 
-def test_other_users_get_404(bob_client, saved):
-    assert bob_client.get(url(saved)).status_code == 404
-    assert bob_client.patch(url(saved), {"name": "mine"}, format="json").status_code == 404
-    assert bob_client.delete(url(saved)).status_code == 404
+def test_other_users_get_404(bob_api, saved):
+    assert bob_api.get(url(saved)).status_code == 404
+    assert bob_api.patch(url(saved), {"name": "mine"}, format="json").status_code == 404
+    assert bob_api.delete(url(saved)).status_code == 404
     saved.refresh_from_db()
     assert saved.name == "hello"
 
 
 @pytest.mark.parametrize("bad", ["nope", "123", str(uuid.uuid4())])
-def test_unknown_or_malformed_ids_are_404(alice_client, bad):
-    r = alice_client.get(f"{SCRIPTS}{bad}/")
+def test_unknown_or_malformed_ids_are_404(alice_api, bad):
+    r = alice_api.get(f"{SCRIPTS}{bad}/")
     assert r.status_code == 404
     assert "detail" in r.json()
 
 
-def test_a_name_is_unique_per_owner(alice_client, bob_client, saved):
-    r = alice_client.post(SCRIPTS, {"name": "hello", "script": "print(1)"}, format="json")
+def test_a_name_is_unique_per_owner(alice_api, bob_api, saved):
+    r = alice_api.post(SCRIPTS, {"name": "hello", "script": "print(1)"}, format="json")
     assert r.status_code == 400
     assert "already have a saved script" in r.json()["name"][0]
     other = SavedScript.objects.create(owner=saved.owner, name="other", script="print(1)")
-    r = alice_client.patch(url(other), {"name": "hello"}, format="json")
+    r = alice_api.patch(url(other), {"name": "hello"}, format="json")
     assert (r.status_code, list(r.json())) == (400, ["name"])
     # Bob may use the same name.
-    r = bob_client.post(SCRIPTS, {"name": "hello", "script": "print(1)"}, format="json")
+    r = bob_api.post(SCRIPTS, {"name": "hello", "script": "print(1)"}, format="json")
     assert r.status_code == 201
 
 
-def test_a_name_clash_race_is_a_400_not_a_500(alice_client, saved, monkeypatch):
+def test_a_name_clash_race_is_a_400_not_a_500(alice_api, saved, monkeypatch):
     from executions.serializers import SavedScriptSerializer
 
     monkeypatch.setattr(SavedScriptSerializer, "validate_name", lambda self, value: value)
-    r = alice_client.post(SCRIPTS, {"name": "hello", "script": "print(1)"}, format="json")
+    r = alice_api.post(SCRIPTS, {"name": "hello", "script": "print(1)"}, format="json")
     assert r.status_code == 400
     assert "name" in r.json()
 
@@ -128,17 +114,17 @@ def test_a_name_clash_race_is_a_400_not_a_500(alice_client, saved, monkeypatch):
         ({"name": "x", "script": "print(1)", "script_id": str(uuid.uuid4())}, "script_id"),
     ],
 )
-def test_bad_input_names_the_field(alice_client, body, field):
-    r = alice_client.post(SCRIPTS, body, format="json")
+def test_bad_input_names_the_field(alice_api, body, field):
+    r = alice_api.post(SCRIPTS, body, format="json")
     assert r.status_code == 400
     assert field in r.json()
 
 
-def test_a_bad_partial_update_names_the_field(alice_client, saved):
-    r = alice_client.patch(url(saved), {"python_version": "1.0"}, format="json")
+def test_a_bad_partial_update_names_the_field(alice_api, saved):
+    r = alice_api.patch(url(saved), {"python_version": "1.0"}, format="json")
     assert (r.status_code, list(r.json())) == (400, ["python_version"])
 
 
-def test_wrong_methods_are_405(alice_client, saved):
-    assert alice_client.delete(SCRIPTS).status_code == 405
-    assert alice_client.post(url(saved), {}, format="json").status_code == 405
+def test_wrong_methods_are_405(alice_api, saved):
+    assert alice_api.delete(SCRIPTS).status_code == 405
+    assert alice_api.post(url(saved), {}, format="json").status_code == 405

@@ -559,6 +559,14 @@ def test_a_left_over_child_is_killed_when_the_script_ends(run):
 
 
 @pytest.mark.skipif(not can_unshare(), reason="needs root and unshare for a PID namespace")
+def test_as_pid_1_a_plain_run(run):
+    """Nothing else to kill: kill(-1) finds no process, and that is fine."""
+    r = run("import os, sys\nprint(os.getppid(), sys.stdin.read())\n", "in", pid1=True)
+    assert r.returncode == 0 and r.stderr == b""
+    assert r.result.status == COMPLETED and r.result.output == "1 in\n"
+
+
+@pytest.mark.skipif(not can_unshare(), reason="needs root and unshare for a PID namespace")
 def test_as_pid_1_even_a_process_that_left_the_session_is_killed(run):
     """As PID 1 (as in a pod) the wrapper kills every process, and adopts and reaps orphans."""
     script = (

@@ -3,25 +3,14 @@
 import json
 
 import pytest
-from django.core.cache import cache
 from django.urls import reverse
 
 from executions.models import Execution
+from tests.conftest import run_of
 
 pytestmark = pytest.mark.django_db
 
 HTMX = {"HTTP_HX_REQUEST": "true"}
-
-
-@pytest.fixture(autouse=True)
-def clear_throttle():
-    cache.clear()
-
-
-def run_of(owner=None, **fields):
-    defaults = dict(script="print('hi')", python_version="3.12", owner=owner)
-    defaults.update(fields)
-    return Execution.objects.create(**defaults)
 
 
 def anonymous_run_in(client, **fields):

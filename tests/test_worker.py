@@ -156,7 +156,12 @@ def test_retry_queues_a_copy():
     copy = execution.retry()
 
     assert copy.pk != execution.pk
-    assert (copy.script, copy.stdin, copy.status, copy.retry_of) == ("print(1)", "in", "queued", execution)
+    assert (copy.script, copy.stdin, copy.status, copy.retry_of) == (
+        "print(1)",
+        "in",
+        "queued",
+        execution,
+    )
 
 
 # --- running, with the real sandbox -----------------------------------------------------------
@@ -190,7 +195,7 @@ def test_an_unknown_version_fails_with_a_reason():
 
 
 def test_the_worker_picks_up_and_finishes_runs(worker):
-    execution = submit('import sys; print(sys.version_info[:2])')
+    execution = submit("import sys; print(sys.version_info[:2])")
 
     wait_for(execution, {"completed"}, timeout=10)
     assert execution.output.startswith("(3, ")

@@ -80,26 +80,28 @@ SCRIPT_PATH = "/scripts/script.py"
 # run as `python SCRIPT_PATH` would run it: as __main__, with __file__ and sys.argv set and
 # tracebacks that start at the script. Skipping site (os, path scans) saves about 2.5 ms a run.
 # Runs on every offered version (3.8+).
-PRELUDE = "; ".join([  # one line: the launcher evals a single line
-    "import sys, builtins, _sitebuiltins",
-    'builtins.exit = _sitebuiltins.Quitter("exit", "Ctrl-D (i.e. EOF)")',
-    'builtins.quit = _sitebuiltins.Quitter("quit", "Ctrl-D (i.e. EOF)")',
-    "builtins.help = _sitebuiltins._Helper()",
-    'builtins.copyright = _sitebuiltins._Printer("copyright", sys.copyright)',
-    'builtins.credits = _sitebuiltins._Printer("credits", "Thanks to CWI, CNRI, BeOpen and others.")',
-    'builtins.license = _sitebuiltins._Printer("license", "See https://www.python.org/psf/license/")',
-    # Drop the prelude's own frame; newer Pythons print value.__traceback__, so set it too.
-    "sys.excepthook = lambda kind, value, tb, show=sys.__excepthook__: "
-    "show(kind, value.with_traceback(tb.tb_next), tb.tb_next) if tb is not None "
-    "else show(kind, value, tb)",
-    f'sys.argv[:] = ["{SCRIPT_PATH}"]',
-    f'_file = open("{SCRIPT_PATH}", "rb")',
-    f'_code = compile(_file.read(), "{SCRIPT_PATH}", "exec", dont_inherit=True)',
-    "_file.close()",
-    f'__file__ = "{SCRIPT_PATH}"',
-    "del sys, builtins, _sitebuiltins, _file",
-    'exec(globals().pop("_code"))',
-])
+PRELUDE = "; ".join(
+    [  # one line: the launcher evals a single line
+        "import sys, builtins, _sitebuiltins",
+        'builtins.exit = _sitebuiltins.Quitter("exit", "Ctrl-D (i.e. EOF)")',
+        'builtins.quit = _sitebuiltins.Quitter("quit", "Ctrl-D (i.e. EOF)")',
+        "builtins.help = _sitebuiltins._Helper()",
+        'builtins.copyright = _sitebuiltins._Printer("copyright", sys.copyright)',
+        'builtins.credits = _sitebuiltins._Printer("credits", "Thanks to CWI, CNRI and others.")',
+        'builtins.license = _sitebuiltins._Printer("license", "See https://www.python.org/psf/license/")',
+        # Drop the prelude's own frame; newer Pythons print value.__traceback__, so set it too.
+        "sys.excepthook = lambda kind, value, tb, show=sys.__excepthook__: "
+        "show(kind, value.with_traceback(tb.tb_next), tb.tb_next) if tb is not None "
+        "else show(kind, value, tb)",
+        f'sys.argv[:] = ["{SCRIPT_PATH}"]',
+        f'_file = open("{SCRIPT_PATH}", "rb")',
+        f'_code = compile(_file.read(), "{SCRIPT_PATH}", "exec", dont_inherit=True)',
+        "_file.close()",
+        f'__file__ = "{SCRIPT_PATH}"',
+        "del sys, builtins, _sitebuiltins, _file",
+        'exec(globals().pop("_code"))',
+    ]
+)
 SPARE_PREFIX = "spare-"
 READY = b"R"  # a launcher prints this once it is in its cgroup
 READY_TIMEOUT_S = 1.0

@@ -16,26 +16,12 @@ backend whose sandbox does not share the host (Kubernetes) may skip those.
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
+from executions.examples import VERSION_DEMO
 from executions.limits import MIB, Limits
 from executions.sandbox.base import RunResult
 
-# The seed's demo: a match statement (3.10+) and TypeGuard (3.10+).
-SEED_DEMO = """\
-from typing import TypeGuard
-def is_string(value: object) -> TypeGuard[str]:
-    return isinstance(value, str)
-def example_function(data: object):
-    match data:  # Match statement introduced in Python 3.10
-        case int() if data > 10:
-            print("An integer greater than 10")
-        case str() if is_string(data):
-            print(f"A string: {data}")
-        case _:
-            print("Something else")
-example_function(15)
-example_function("hello")
-example_function([1, 2, 3])
-"""
+# The seed's demo (the editor offers it as an example): match and TypeGuard, both 3.10+.
+SEED_DEMO = VERSION_DEMO
 SEED_DEMO_OUTPUT = "An integer greater than 10\nA string: hello\nSomething else\n"
 
 SECRET_ENV = "INTEGR8S_HOSTILE_SECRET"

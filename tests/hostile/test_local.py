@@ -146,7 +146,9 @@ def sandboxed_pythons(procs_path: str, executable: str, timeout: float = 5) -> l
             for pid in map(int, open(procs_path).read().split()):
                 with contextlib.suppress(OSError):
                     cmdline = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
-                    if cmdline[0] == executable.encode() and b"/scripts/script.py" in b" ".join(cmdline):
+                    if cmdline[0] == executable.encode() and b"/scripts/script.py" in b" ".join(
+                        cmdline
+                    ):
                         found.append(pid)
         if found:
             return found

@@ -76,8 +76,9 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         if not options["skip_sandbox"]:
             call_command("bench_sandbox", runs=options["runs"], stdout=self.stdout)
-        self.service(options["database_url"] or DEFAULT_DB, options["runs"],
-                     options["throughput_runs"])
+        self.service(
+            options["database_url"] or DEFAULT_DB, options["runs"], options["throughput_runs"]
+        )
 
     def bare(self, interpreter: str):
         start = time.perf_counter()
@@ -96,19 +97,35 @@ class Command(BaseCommand):
             "MAX_ACTIVE_PER_CALLER": "100000",
             "LOG_LEVEL": "WARNING",
         }
-        subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env,
-                       check=True)
+        subprocess.run(
+            [sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True
+        )
         concurrency = os.cpu_count() or 2
         procs = [
             subprocess.Popen(
-                [sys.executable, "-m", "gunicorn", "integr8s.wsgi", "--bind",
-                 f"127.0.0.1:{port}", "--worker-class", "gthread", "--workers", "1",
-                 "--threads", "32", "--log-level", "warning"],
-                cwd=ROOT, env=env,
+                [
+                    sys.executable,
+                    "-m",
+                    "gunicorn",
+                    "integr8s.wsgi",
+                    "--bind",
+                    f"127.0.0.1:{port}",
+                    "--worker-class",
+                    "gthread",
+                    "--workers",
+                    "1",
+                    "--threads",
+                    "32",
+                    "--log-level",
+                    "warning",
+                ],
+                cwd=ROOT,
+                env=env,
             ),
             subprocess.Popen(
                 [sys.executable, "manage.py", "runworker", "--concurrency", str(concurrency)],
-                cwd=ROOT, env=env,
+                cwd=ROOT,
+                env=env,
             ),
         ]
         try:
@@ -145,7 +162,7 @@ class Command(BaseCommand):
             bare.append(self.bare(interpreter))
         ratio = statistics.median(api) / statistics.median(bare)
         self.stdout.write(
-            f"\nservice latency, POST /api/v1/execute?wait=true, print(\"hi\"), {runs} runs "
+            f'\nservice latency, POST /api/v1/execute?wait=true, print("hi"), {runs} runs '
             f"(PostgreSQL, gunicorn gthread, runworker):\n"
             f"  api    median {statistics.median(api) * 1000:7.1f} ms   "
             f"p95 {pct(api, 0.95) * 1000:7.1f} ms\n"
@@ -176,10 +193,10 @@ class Command(BaseCommand):
             return total / (time.perf_counter() - start)
 
         api = run_clients(8, lambda: Client(port).execute)
-        bare = run_clients(2, lambda: (lambda: self.bare(interpreter)))
+        bare = run_clients(2, lambda: lambda: self.bare(interpreter))
         share = api / bare
         self.stdout.write(
-            f"\nservice throughput, {total} runs of print(\"hi\"):\n"
+            f'\nservice throughput, {total} runs of print("hi"):\n'
             f"  api, 8 concurrent clients          {api:7.1f} runs/s\n"
             f"  bare, 2 interpreters back to back  {bare:7.1f} runs/s\n"
             f"  share  {share * 100:.0f} %  (target >= 50 %: {'PASS' if share >= 0.5 else 'FAIL'})"

@@ -44,11 +44,14 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument(
-            "--concurrency", type=int, default=settings.WORKER_CONCURRENCY,
+            "--concurrency",
+            type=int,
+            default=settings.WORKER_CONCURRENCY,
             help="How many runs at once (default: WORKER_CONCURRENCY).",
         )
         parser.add_argument(
-            "--once", action="store_true",
+            "--once",
+            action="store_true",
             help="Run what is queued now, wait for it to finish, then exit.",
         )
         parser.add_argument("--name", default="", help="Worker name (default: host:pid:random).")
@@ -56,7 +59,9 @@ class Command(BaseCommand):
             "--metrics-port", type=int, default=0, help="Serve Prometheus metrics on this port."
         )
         parser.add_argument(
-            "--backend", choices=["local", "kubernetes"], default=None,
+            "--backend",
+            choices=["local", "kubernetes"],
+            default=None,
             help="Override EXECUTION_BACKEND.",
         )
 
@@ -91,17 +96,19 @@ class Command(BaseCommand):
         if notify.supported() and not self.once:
             listener = notify.Listener(notify.QUEUED, lambda _: self.wakeup.set()).start()
         self.pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="run")
-        log.info("worker %s started: backend=%s concurrency=%d", self.name,
-                 self.backend.name, self.concurrency)
+        log.info(
+            "worker %s started: backend=%s concurrency=%d",
+            self.name,
+            self.backend.name,
+            self.concurrency,
+        )
         try:
             self.loop()
         finally:
             self.drain()
             if listener:
                 listener.stop()
-            Worker.objects.filter(name=self.name).update(
-                stopped_at=timezone.now(), in_flight=0
-            )
+            Worker.objects.filter(name=self.name).update(stopped_at=timezone.now(), in_flight=0)
             connection.close()
             log.info("worker %s stopped", self.name)
 
@@ -218,7 +225,9 @@ class Command(BaseCommand):
             runtime = runtimes.get(execution.python_version, self.backend.name)
         except runtimes.UnknownVersion as exc:
             return RunResult(
-                status="failed", error_type="system_error", reason=str(exc),
+                status="failed",
+                error_type="system_error",
+                reason=str(exc),
                 python_version=execution.python_version,
             )
         spec = RunSpec(
@@ -234,8 +243,13 @@ class Command(BaseCommand):
         except Exception as exc:
             log.exception("run %s: backend failed", spec.run_id)
             return system_error(spec, f"The sandbox failed to run this script ({exc}).")
-        log.info("run %s end status=%s error_type=%s wall_ms=%s", spec.run_id, result.status,
-                 result.error_type, result.wall_time_ms)
+        log.info(
+            "run %s end status=%s error_type=%s wall_ms=%s",
+            spec.run_id,
+            result.status,
+            result.error_type,
+            result.wall_time_ms,
+        )
         return result
 
     def record(self, execution: Execution, result: RunResult):

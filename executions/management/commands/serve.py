@@ -29,17 +29,29 @@ class Command(BaseCommand):
         call_command("migrate", interactive=False, verbosity=0)
         bind = f"{options['host']}:{options['port']}"
         web = [
-            sys.executable, "-m", "gunicorn", "integr8s.wsgi",
-            "--bind", bind,
-            "--worker-class", "gthread",
-            "--workers", str(options["web_processes"]),
-            "--threads", str(options["threads"]),
-            "--access-logfile", "-",
-            "--graceful-timeout", "20",
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "integr8s.wsgi",
+            "--bind",
+            bind,
+            "--worker-class",
+            "gthread",
+            "--workers",
+            str(options["web_processes"]),
+            "--threads",
+            str(options["threads"]),
+            "--access-logfile",
+            "-",
+            "--graceful-timeout",
+            "20",
         ]
         worker = [
-            sys.executable, "manage.py", "runworker",
-            "--concurrency", str(options["concurrency"]),
+            sys.executable,
+            "manage.py",
+            "runworker",
+            "--concurrency",
+            str(options["concurrency"]),
         ]
         procs = [subprocess.Popen(web), subprocess.Popen(worker)]
         self.stdout.write(f"integr8s is up on http://{bind}/ (Ctrl+C stops it)")
