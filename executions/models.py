@@ -244,6 +244,12 @@ class Execution(models.Model):
                 condition=~Q(idempotency_key="") & Q(owner__isnull=False),
                 name="execution_idempotency_owner",
             ),
+            # Anonymous callers are told apart by IP address (see executions/api.py).
+            models.UniqueConstraint(
+                fields=["client_ip", "idempotency_key"],
+                condition=~Q(idempotency_key="") & Q(owner__isnull=True),
+                name="execution_idempotency_anonymous",
+            ),
         ]
 
     def __str__(self):

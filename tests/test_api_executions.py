@@ -203,6 +203,21 @@ def test_an_idempotency_key_race_returns_the_winner(alice_api, alice, monkeypatc
     assert Execution.objects.count() == 1
 
 
+def test_an_anonymous_idempotency_key_race_returns_the_winner(client, monkeypatch):
+    """Anonymous callers race too: the database refuses a second row for the same IP and key."""
+    from executions import api
+
+    winner = Execution.objects.submit("print(1)", client_ip="127.0.0.1", idempotency_key="race")
+    lookups = iter([None, winner])
+    monkeypatch.setattr(api, "earlier_submission", lambda key, caller: next(lookups))
+    r = client.post(
+        EXECUTE, {"script": "print(1)"}, format="json", headers={"Idempotency-Key": "race"}
+    )
+    assert r.status_code == 200
+    assert r.json()["execution_id"] == str(winner.execution_id)
+    assert Execution.objects.count() == 1
+
+
 def test_an_overlong_idempotency_key_is_refused(client):
     r = client.post(
         EXECUTE, {"script": "print(1)"}, format="json", headers={"Idempotency-Key": "k" * 201}
