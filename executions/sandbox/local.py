@@ -76,31 +76,53 @@ NSENTER = "nsenter"
 MOUNT = "mount"
 SCRIPT_PATH = "/scripts/script.py"
 
-# What `python -S` leaves out of site and scripts use (exit, quit, help; not the interactive
-# copyright/credits/license printers, whose set-up imports os), then the script run as
-# `python SCRIPT_PATH` would run it: as __main__, with __file__ and sys.argv set and tracebacks
-# that start at the script. Skipping site (os, path scans) saves about 2.5 ms a run.
-# Runs on every offered version (3.8+).
-PRELUDE = "; ".join(
-    [  # one line: the launcher evals a single line
-        "import sys, builtins, _sitebuiltins",
-        'builtins.exit = _sitebuiltins.Quitter("exit", "Ctrl-D (i.e. EOF)")',
-        'builtins.quit = _sitebuiltins.Quitter("quit", "Ctrl-D (i.e. EOF)")',
-        "builtins.help = _sitebuiltins._Helper()",
-        # Drop the prelude's own frame; newer Pythons print value.__traceback__, so set it too.
-        "sys.excepthook = lambda kind, value, tb, show=sys.__excepthook__: "
-        "show(kind, value.with_traceback(tb.tb_next), tb.tb_next) if tb is not None "
-        "else show(kind, value, tb)",
-        f'sys.argv[:] = ["{SCRIPT_PATH}"]',
-        f'_file = open("{SCRIPT_PATH}", "rb")',
-        f'_code = compile(_file.read(), "{SCRIPT_PATH}", "exec", dont_inherit=True)',
-        "_file.close()",
-        f'__file__ = "{SCRIPT_PATH}"',
-        "del sys, builtins, _sitebuiltins, _file",
-        'exec(globals().pop("_code"))',
-    ]
-)
+SCRIPT_DIR = "/scripts"
+
+
+def prelude(script_fd: int) -> str:
+    """The code python -c runs first: wait for the script on the pipe script_fd (a warm
+    sandbox starts before its script exists), keep it at SCRIPT_PATH for tracebacks, then run
+    it as `python SCRIPT_PATH` would: as __main__, with __file__ and sys.argv set, tracebacks
+    that start at the script, and what -S leaves out of site but scripts use (exit, quit, help;
+    not the interactive copyright/credits/license printers, whose set-up imports os). Skipping
+    site saves about 2.5 ms a run. One line (the launcher evals a line); Python 3.8+."""
+    return "; ".join(
+        [
+            "import sys, builtins, _sitebuiltins",
+            'builtins.exit = _sitebuiltins.Quitter("exit", "Ctrl-D (i.e. EOF)")',
+            'builtins.quit = _sitebuiltins.Quitter("quit", "Ctrl-D (i.e. EOF)")',
+            "builtins.help = _sitebuiltins._Helper()",
+            # Drop the prelude's own frame; newer Pythons print value.__traceback__: set it.
+            "sys.excepthook = lambda kind, value, tb, show=sys.__excepthook__: "
+            "show(kind, value.with_traceback(tb.tb_next), tb.tb_next) if tb is not None "
+            "else show(kind, value, tb)",
+            f'sys.argv[:] = ["{SCRIPT_PATH}"]',
+            f'_file = open({script_fd}, "rb")',
+            "_source = _file.read()",
+            "_file.close()",
+            # The file is for tracebacks' source lines only: a script too big for SCRIPT_DIR
+            # still runs. Then read-only, like all outside /tmp (posix is built in: no import).
+            "exec("
+            + repr(
+                "try:\n"
+                f"    with open({SCRIPT_PATH!r}, 'wb') as _file:\n"
+                "        _file.write(_source)\n"
+                f"    __import__('posix').chmod({SCRIPT_PATH!r}, 0o444)\n"
+                "except OSError:\n"
+                "    pass\n"
+                f"__import__('posix').chmod({SCRIPT_DIR!r}, 0o555)\n"
+            )
+            + ")",
+            f'_code = compile(_source, "{SCRIPT_PATH}", "exec", dont_inherit=True)',
+            f'__file__ = "{SCRIPT_PATH}"',
+            "del sys, builtins, _sitebuiltins, _file, _source",
+            'exec(globals().pop("_code"))',
+        ]
+    )
+
+
 SPARE_PREFIX = "spare-"
+RECIPES = 3  # how many (runtime, limits) recipes keep spares: the versions in recent use
 READY = b"R"  # a launcher prints this once it is in its cgroup
 READY_TIMEOUT_S = 1.0
 SANDBOX_UID = 65534  # nobody, inside the sandbox
@@ -300,12 +322,12 @@ class _Output:
 class _Launcher:
     """/bin/sh in its cgroup (if any), waiting to exec a run's sandbox; see LocalBackend."""
 
-    def __init__(self, proc, group, stage, args_fd: int, script_fd: int):
+    def __init__(self, proc, group, stage, recipe, script_w: int):
         self.proc = proc
         self.group: RunCgroup | None = group
         self.stage: _Stage | None = stage  # the mount namespace it entered (as root only)
-        self.args_fd = args_fd  # memfds it holds for bubblewrap: its arguments
-        self.script_fd = script_fd  # ... and the script
+        self.recipe = recipe  # (runtime, limits) its sandbox was started for
+        self.script_w = script_w  # the pipe its interpreter waits on for the script
         self.ready = False  # READY read from stdout: in its cgroup, unprivileged (as root)
 
     def wait_ready(self, timeout: float) -> bool:
@@ -327,10 +349,21 @@ class _Launcher:
         for pipe in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
             with contextlib.suppress(OSError):
                 pipe.close()
-        for fd in (self.args_fd, self.script_fd):
-            with contextlib.suppress(OSError):
-                os.close(fd)
-        self.args_fd = self.script_fd = -1
+        self.deliver(b"")
+
+    def deliver(self, script: bytes) -> None:
+        """Hand the waiting interpreter its script (and end-of-file); once only."""
+        if self.script_w < 0:
+            return
+        try:
+            view = memoryview(script)
+            while view:  # blocks while the interpreter reads, for scripts beyond a pipe's 64 KiB
+                view = view[os.write(self.script_w, view) :]
+        except OSError:  # the sandbox is gone: the run reports how it ended
+            pass
+        finally:
+            os.close(self.script_w)
+            self.script_w = -1
 
     def discard(self) -> None:
         self.finish()
@@ -364,6 +397,7 @@ class LocalBackend(Backend):
         self.mode = self.hierarchy.version if self.hierarchy else "rlimits"
         self.spares = spares if self.mode == "v1" else 0
         self._pool: list[_Launcher] = []
+        self._recipes: list[tuple] = []  # (runtime, limits) of recent runs, newest first
         self._pool_lock = threading.Lock()
         self._pool_wanted = threading.Condition(self._pool_lock)  # the refiller waits on it
         self._refiller: threading.Thread | None = None
@@ -409,9 +443,9 @@ class LocalBackend(Backend):
             args += ["--setenv", name, value]
         return args
 
-    def command(self, spec: RunSpec, source: str, script_fd: int) -> list[str]:
+    def command(self, spec: RunSpec, source: str) -> list[str]:
         """bubblewrap's options (for --args): the prefix bound from source (itself, or where
-        the stage has it), the script read from script_fd."""
+        the stage has it); SCRIPT_DIR is where the prelude puts the script it is sent."""
         prefix = spec.runtime.prefix
         limits = spec.limits
         shm_bytes = max(limits.tmp_bytes // 4, 1024 * 1024)
@@ -422,20 +456,20 @@ class LocalBackend(Backend):
             "--dev", "/dev",
             "--size", str(limits.tmp_bytes), "--tmpfs", "/tmp",
             "--size", str(shm_bytes), "--tmpfs", "/dev/shm",
-            "--perms", "0444", "--ro-bind-data", str(script_fd), SCRIPT_PATH,
+            "--perms", "0700", "--size", str(limits.script_bytes + 65536), "--tmpfs", SCRIPT_DIR,
             "--remount-ro", "/dev",
             "--remount-ro", "/",
             "--chdir", "/tmp",
         ]  # fmt: skip
 
     @staticmethod
-    def python(spec: RunSpec) -> list[str]:
+    def python(spec: RunSpec, script_fd: int) -> list[str]:
         """The command bubblewrap runs: unbuffered, isolated (no environment, no user site),
-        without site, so no site-packages and no start-up .pth files (see PRELUDE)."""
-        return [spec.runtime.executable, "-u", "-B", "-I", "-S", "-c", PRELUDE]
+        without site, so no site-packages and no start-up .pth files (see prelude())."""
+        return [spec.runtime.executable, "-u", "-B", "-I", "-S", "-c", prelude(script_fd)]
 
-    def exec_line(self, spec: RunSpec, args_fd: int, cgroup: bool) -> str:
-        """The line a launcher evals: set rlimits, exec bubblewrap with its arguments (NUL
+    def exec_line(self, spec: RunSpec, args_fd: int, script_fd: int, cgroup: bool) -> str:
+        """What a launcher runs: set rlimits, exec bubblewrap with its arguments (NUL
         separated, see command()) from the memfd args_fd, which bubblewrap reads and closes."""
         limits = spec.limits
         steps = [
@@ -453,7 +487,7 @@ class LocalBackend(Backend):
             ]
         return (
             f"{{ {' && '.join(steps)}; }} || exit {LAUNCH_FAILED}; "
-            f"exec {BWRAP} --args {args_fd} {shlex.join(self.python(spec))}"
+            f"exec {BWRAP} --args {args_fd} {shlex.join(self.python(spec, script_fd))}"
         )
 
     # --- staging (root only) -------------------------------------------------------------
@@ -482,31 +516,38 @@ class LocalBackend(Backend):
 
     # --- launchers -----------------------------------------------------------------------
     #
-    # A launcher is /bin/sh that has joined a run's cgroup and waits on stdin for one line
-    # to eval (rlimits, then exec bubblewrap); what follows that line on stdin is the
-    # script's stdin. Joining a cgroup v1 costs the joiner an RCU grace period (about 10 ms
-    # here) inside the kernel, so the backend keeps spare launchers that have already paid
-    # it: a run takes one, renames its cgroup after the run, sets the limits and goes. As
-    # root, a launcher joins its cgroup, then enters the stage and gives up root in one
-    # nsenter, all before it waits: a run pays nothing for it.
+    # A launcher is /bin/sh that joins a run's cgroup, (as root) enters the stage and gives
+    # up root in one nsenter, sets the rlimits and execs bubblewrap, whose interpreter then
+    # waits on a pipe for its script (see prelude()). The backend keeps spare launchers for
+    # the (runtime, limits) recipes of recent runs: a run takes one whose sandbox and
+    # interpreter have already started, renames its cgroup after the run, sets the limits,
+    # sends the script and its stdin. Each sandbox still serves one run only; what is saved
+    # is waiting: joining a cgroup v1 costs an RCU grace period (about 10 ms here), and
+    # bubblewrap and the interpreter start while the previous run goes.
 
-    def _spawn(self, group: RunCgroup | None, stage: "_Stage | None") -> "_Launcher":
+    def _spawn(self, group: RunCgroup | None, stage: "_Stage | None", spec: RunSpec) -> _Launcher:
         joins = (
             " && ".join(f"echo 0 > {shlex.quote(p)}" for p in group.join_paths) if group else ":"
         )
-        wait = f'printf {READY.decode()}; read -r line || exit {LAUNCH_FAILED}; eval "$line"'
-        if stage is None:
-            program = f"{{ {joins}; }} || exit {LAUNCH_FAILED}; {wait}"
-        else:
-            uid, gid = self.host_ids
-            # nsenter --setgid also clears the supplementary groups.
-            program = (
-                f"{{ {joins}; }} || exit {LAUNCH_FAILED}; exec {NSENTER} "
-                f"--target {stage.proc.pid} --mount --setuid {uid} --setgid {gid} "
-                f"-- {SH} -c {shlex.quote(wait)} sandbox"
-            )
-        fds = [_memfd("args"), _memfd("script")]
+        prefix = spec.runtime.prefix
+        source = prefix if stage is None else stage.source(prefix, self._root_of(prefix))
+        args_fd = _memfd("args")
+        script_r, script_w = os.pipe2(os.O_CLOEXEC)
         try:
+            # A file of arguments spares dash reading a long line one byte at a time.
+            _fill(args_fd, "\0".join(self.command(spec, source)).encode() + b"\0")
+            line = self.exec_line(spec, args_fd, script_r, group is not None)
+            go = f"printf {READY.decode()}; {line}"
+            if stage is None:
+                program = f"{{ {joins}; }} || exit {LAUNCH_FAILED}; {go}"
+            else:
+                uid, gid = self.host_ids
+                # nsenter --setgid also clears the supplementary groups.
+                program = (
+                    f"{{ {joins}; }} || exit {LAUNCH_FAILED}; exec {NSENTER} "
+                    f"--target {stage.proc.pid} --mount --setuid {uid} --setgid {gid} "
+                    f"-- {SH} -c {shlex.quote(go)} sandbox"
+                )
             proc = subprocess.Popen(
                 [SH, "-c", program, "sandbox"],
                 stdin=subprocess.PIPE,
@@ -514,25 +555,30 @@ class LocalBackend(Backend):
                 stderr=subprocess.PIPE,
                 env=LAUNCH_ENV,
                 start_new_session=True,
-                pass_fds=fds,
+                pass_fds=[args_fd, script_r],
             )
         except BaseException:
-            for fd in fds:
-                os.close(fd)
+            os.close(script_w)
             raise
-        return _Launcher(proc, group, stage, *fds)
+        finally:
+            os.close(args_fd)
+            os.close(script_r)
+        return _Launcher(proc, group, stage, (spec.runtime, spec.limits), script_w)
 
-    def _take(self, name: str, spec: RunSpec) -> "_Launcher":
-        """A launcher whose cgroup is named `name`, holding spec's limits, in a stage (as
-        root) that has spec's interpreter."""
+    def _take(self, name: str, spec: RunSpec) -> _Launcher:
+        """A launcher for spec's recipe whose cgroup is named `name` and holds spec's limits:
+        a spare that is ready, or a new one."""
+        recipe = (spec.runtime, spec.limits)
         root = self._root_of(spec.runtime.prefix)
         stage = self._current_stage(root)
         if self.hierarchy is None:
-            return self._spawn(None, stage)
+            return self._spawn(None, stage, spec)
         spare = None
         while spare is None:
             with self._pool_lock:
-                candidate = self._pool.pop(0) if self._pool else None
+                candidate = next((la for la in self._pool if la.recipe == recipe), None)
+                if candidate is not None:
+                    self._pool.remove(candidate)
             if candidate is None:
                 break
             if (
@@ -543,7 +589,7 @@ class LocalBackend(Backend):
                 spare = candidate
             else:
                 candidate.discard()
-        self._want_spares()  # made while this run goes
+        self._want_spares(recipe)  # made while this run goes
         if spare is not None:
             try:
                 try:
@@ -562,19 +608,23 @@ class LocalBackend(Backend):
             self.hierarchy.attach(name).remove()
             group = self.hierarchy.create(name, spec.limits)
         try:
-            return self._spawn(group, stage)
+            return self._spawn(group, stage, spec)
         except BaseException:
             group.remove()
             raise
 
-    def _want_spares(self) -> None:
-        """Have the refiller thread top the pool up (a run took a spare): the spawn then
-        overlaps the run instead of adding to it."""
+    def _want_spares(self, recipe) -> None:
+        """Put recipe first among those kept ready (at most RECIPES), and have the refiller
+        thread top the pool up: the spawn then overlaps the run instead of adding to it."""
         if not self.spares:
             return
         with self._pool_lock:
             if self._closed:
                 return
+            if recipe in self._recipes:
+                self._recipes.remove(recipe)
+            self._recipes.insert(0, recipe)
+            del self._recipes[RECIPES:]
             if self._refiller is None:
                 self._refiller = threading.Thread(
                     target=self._refill_loop, name="sandbox-spares", daemon=True
@@ -582,36 +632,50 @@ class LocalBackend(Backend):
                 self._refiller.start()
             self._pool_wanted.notify()
 
+    def _missing(self) -> tuple[tuple | None, list[_Launcher]]:
+        """(a recipe short of spares or None, spares of recipes no longer kept); pool locked."""
+        stale = [la for la in self._pool if la.recipe not in self._recipes]
+        for launcher in stale:
+            self._pool.remove(launcher)
+        for recipe in self._recipes:
+            if sum(la.recipe == recipe for la in self._pool) < self.spares:
+                return recipe, stale
+        return None, stale
+
     def _refill_loop(self) -> None:
         while True:
             with self._pool_lock:
-                while len(self._pool) >= self.spares and not self._closed:
+                recipe, stale = self._missing()
+                while recipe is None and not stale and not self._closed:
                     self._pool_wanted.wait()
+                    recipe, stale = self._missing()
                 if self._closed:
                     return
+            for launcher in stale:
+                launcher.discard()
+            if recipe is None:
+                continue
             try:
-                self._refill()
+                self._refill(recipe)
             except Exception:
                 log.exception("local sandbox could not start a spare launcher")
                 time.sleep(1.0)  # runs still get fresh launchers meanwhile
 
-    def _refill(self) -> None:
-        while True:
-            with self._pool_lock:
-                if len(self._pool) >= self.spares or self._closed:
-                    return
-            stage = self._current_stage()
-            group = self.hierarchy.create(f"{SPARE_PREFIX}{uuid.uuid4().hex}")
-            try:
-                launcher = self._spawn(group, stage)
-            except BaseException:
-                group.remove()
-                raise
-            with self._pool_lock:
-                if self._closed:
-                    launcher.discard()
-                    return
+    def _refill(self, recipe) -> None:
+        runtime, limits = recipe
+        spec = RunSpec(script="", runtime=runtime, limits=limits)
+        stage = self._current_stage(self._root_of(runtime.prefix))
+        group = self.hierarchy.create(f"{SPARE_PREFIX}{uuid.uuid4().hex}")
+        try:
+            launcher = self._spawn(group, stage, spec)
+        except BaseException:
+            group.remove()
+            raise
+        with self._pool_lock:
+            if not self._closed:
                 self._pool.append(launcher)
+                return
+        launcher.discard()
 
     def close(self) -> None:
         """Stop the spare launchers, remove their cgroups, let the stages go."""
@@ -644,18 +708,8 @@ class LocalBackend(Backend):
         try:
             started = time.monotonic()
             launcher = self._take(name, spec)
-            # The launcher has held two memfds since it started (a spare before this run
-            # existed, and it may not be root any more to open ours): fill them. A file of
-            # arguments also spares dash reading a long line one byte at a time.
-            prefix = spec.runtime.prefix
-            source = prefix
-            if launcher.stage is not None:
-                source = launcher.stage.source(prefix, self._root_of(prefix))
-            args = self.command(spec, source, launcher.script_fd)
-            _fill(launcher.args_fd, "\0".join(args).encode() + b"\0")
-            _fill(launcher.script_fd, spec.script.encode("utf-8", "surrogatepass"))
-            line = self.exec_line(spec, launcher.args_fd, launcher.group is not None)
-            feed = line.encode() + b"\n" + (spec.stdin or "").encode("utf-8", "surrogatepass")
+            launcher.deliver(spec.script.encode("utf-8", "surrogatepass"))
+            feed = (spec.stdin or "").encode("utf-8", "surrogatepass")
             return self._supervise(spec, launcher, feed, started, cancel)
         except OSError as exc:
             log.exception("local sandbox failed to start run %s", name)

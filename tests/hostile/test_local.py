@@ -222,8 +222,8 @@ def test_the_host_uid_alone_stops_signals_to_host_root(runtime, host):
 class SharedPidBackend(LocalBackend):
     """Tests only: the sandbox without its pid namespace (and so without its own /proc)."""
 
-    def command(self, spec, source, script_fd):
-        args = super().command(spec, source, script_fd)
+    def command(self, spec, source):
+        args = super().command(spec, source)
         i = args.index("--unshare-all")
         args[i : i + 1] = ["--unshare-ipc", "--unshare-net", "--unshare-uts", "--unshare-cgroup"]
         i = args.index("--proc")
