@@ -1,7 +1,8 @@
 """Wake-ups between web and worker processes without a broker.
 
-On PostgreSQL, LISTEN/NOTIFY: the web notifies "queued" after a submission commits and the
-worker notifies "finished" after it writes a result, so neither side waits for a poll tick.
+On PostgreSQL, LISTEN/NOTIFY: a trigger on the executions table (migration 0004) notifies
+"queued" when a run is queued and "finished" when it ends, as the write commits, so neither
+the worker nor a waiting request waits for a poll tick.
 On SQLite there is no such channel and both sides fall back to a short indexed poll.
 The database stays the single source of truth: a notification only says "look now".
 """
@@ -10,7 +11,7 @@ import logging
 import threading
 import time
 
-from django.db import connection, transaction
+from django.db import connection
 
 log = logging.getLogger(__name__)
 
@@ -20,21 +21,6 @@ FINISHED = "integr8s_finished"
 
 def supported() -> bool:
     return connection.vendor == "postgresql"
-
-
-def send(channel: str, payload: str = "") -> None:
-    """NOTIFY after the current transaction commits (PostgreSQL only; no-op elsewhere)."""
-    if not supported():
-        return
-
-    def _send():
-        try:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_notify(%s, %s)", [channel, payload])
-        except Exception:  # a lost wake-up only costs one poll interval
-            log.warning("NOTIFY %s failed", channel, exc_info=True)
-
-    transaction.on_commit(_send)
 
 
 class Listener:

@@ -468,9 +468,8 @@ class LocalBackend(Backend):
         without site, so no site-packages and no start-up .pth files (see prelude())."""
         return [spec.runtime.executable, "-u", "-B", "-I", "-S", "-c", prelude(script_fd)]
 
-    def exec_line(self, spec: RunSpec, args_fd: int, script_fd: int, cgroup: bool) -> str:
-        """What a launcher runs: set rlimits, exec bubblewrap with its arguments (NUL
-        separated, see command()) from the memfd args_fd, which bubblewrap reads and closes."""
+    def rlimits(self, spec: RunSpec, cgroup: bool) -> str:
+        """The launcher's `ulimit`s, inherited through exec by bubblewrap and the script."""
         limits = spec.limits
         steps = [
             # SIGXCPU at the limit says "CPU time" unambiguously; SIGKILL a second later.
@@ -485,10 +484,12 @@ class LocalBackend(Backend):
                 f"ulimit -v {limits.memory_bytes // 1024}",
                 f"ulimit -p {limits.processes + 2}",
             ]
-        return (
-            f"{{ {' && '.join(steps)}; }} || exit {LAUNCH_FAILED}; "
-            f"exec {BWRAP} --args {args_fd} {shlex.join(self.python(spec, script_fd))}"
-        )
+        return f"{{ {' && '.join(steps)}; }} || exit {LAUNCH_FAILED}"
+
+    def bwrap(self, spec: RunSpec, args_fd: int, script_fd: int) -> list[str]:
+        """bubblewrap with its options (NUL separated, see command()) from the memfd args_fd,
+        which it reads and closes, and the interpreter waiting on script_fd."""
+        return [BWRAP, "--args", str(args_fd), *self.python(spec, script_fd)]
 
     # --- staging (root only) -------------------------------------------------------------
 
@@ -516,14 +517,14 @@ class LocalBackend(Backend):
 
     # --- launchers -----------------------------------------------------------------------
     #
-    # A launcher is /bin/sh that joins a run's cgroup, (as root) enters the stage and gives
-    # up root in one nsenter, sets the rlimits and execs bubblewrap, whose interpreter then
-    # waits on a pipe for its script (see prelude()). The backend keeps spare launchers for
-    # the (runtime, limits) recipes of recent runs: a run takes one whose sandbox and
-    # interpreter have already started, renames its cgroup after the run, sets the limits,
-    # sends the script and its stdin. Each sandbox still serves one run only; what is saved
-    # is waiting: joining a cgroup v1 costs an RCU grace period (about 10 ms here), and
-    # bubblewrap and the interpreter start while the previous run goes.
+    # A launcher is /bin/sh that joins a run's cgroup, sets the rlimits and execs bubblewrap
+    # (as root, through one nsenter that enters the stage and gives up root), whose
+    # interpreter then waits on a pipe for its script (see prelude()). The backend keeps
+    # spare launchers for the (runtime, limits) recipes of recent runs: a run takes one whose
+    # sandbox and interpreter have already started, renames its cgroup after the run, sets
+    # the limits, sends the script and its stdin. Each sandbox still serves one run only;
+    # what is saved is waiting: joining a cgroup v1 costs an RCU grace period (about 10 ms
+    # here), and bubblewrap and the interpreter start while the previous run goes.
 
     def _spawn(self, group: RunCgroup | None, stage: "_Stage | None", spec: RunSpec) -> _Launcher:
         joins = (
@@ -536,18 +537,18 @@ class LocalBackend(Backend):
         try:
             # A file of arguments spares dash reading a long line one byte at a time.
             _fill(args_fd, "\0".join(self.command(spec, source)).encode() + b"\0")
-            line = self.exec_line(spec, args_fd, script_r, group is not None)
-            go = f"printf {READY.decode()}; {line}"
-            if stage is None:
-                program = f"{{ {joins}; }} || exit {LAUNCH_FAILED}; {go}"
-            else:
+            argv = self.bwrap(spec, args_fd, script_r)
+            if stage is not None:
                 uid, gid = self.host_ids
                 # nsenter --setgid also clears the supplementary groups.
-                program = (
-                    f"{{ {joins}; }} || exit {LAUNCH_FAILED}; exec {NSENTER} "
-                    f"--target {stage.proc.pid} --mount --setuid {uid} --setgid {gid} "
-                    f"-- {SH} -c {shlex.quote(go)} sandbox"
-                )
+                argv = [
+                    NSENTER, "--target", str(stage.proc.pid), "--mount",
+                    "--setuid", str(uid), "--setgid", str(gid), "--", *argv,
+                ]  # fmt: skip
+            program = (
+                f"{{ {joins}; }} || exit {LAUNCH_FAILED}; printf {READY.decode()}; "
+                f"{self.rlimits(spec, group is not None)}; exec {shlex.join(argv)}"
+            )
             proc = subprocess.Popen(
                 [SH, "-c", program, "sandbox"],
                 stdin=subprocess.PIPE,
@@ -872,7 +873,7 @@ class LocalBackend(Backend):
             result.status, result.error_type = TIMEOUT, TIMEOUT
             result.reason = f"Stopped: used more than {limits.cpu_time_s:g} s of CPU time."
         elif not out and (
-            (exit_code == 1 and err.startswith(("bwrap: ", "nsenter: ")))
+            (exit_code in (1, 126, 127) and err.startswith(("bwrap: ", "nsenter: ")))
             # the launcher's own complaints: a cgroup, an rlimit, a missing bwrap
             or (exit_code in (2, LAUNCH_FAILED, 126, 127) and err.startswith("sandbox: "))
         ):

@@ -205,7 +205,6 @@ class Command(BaseCommand):
                 )
             if execution.finish(result, worker=self.name):
                 self.record(execution, result)
-                notify.send(notify.FINISHED, str(execution.execution_id))
             else:
                 log.warning("result for %s dropped: no longer ours", execution.execution_id)
         except Exception:

@@ -1,0 +1,85 @@
+"""Wake-ups without a broker: the PostgreSQL trigger and LISTEN, or a short poll elsewhere."""
+
+import threading
+import time
+
+import pytest
+from django.db import connection
+
+from executions import notify
+from executions.models import Execution
+
+needs_postgresql = pytest.mark.skipif(
+    "connection.vendor != 'postgresql'", reason="LISTEN/NOTIFY is PostgreSQL's (SQLite polls)"
+)
+
+
+def listen(*channels):
+    import psycopg
+
+    params = connection.get_connection_params()
+    for key in ("cursor_factory", "context", "prepare_threshold"):
+        params.pop(key, None)
+    conn = psycopg.connect(**params, autocommit=True)
+    for channel in channels:
+        conn.execute(f'LISTEN "{channel}"')
+    return conn
+
+
+def received(conn, count, timeout=5.0):
+    got = []
+    for note in conn.notifies(timeout=timeout, stop_after=count):
+        got.append((note.channel, note.payload))
+    return got
+
+
+@needs_postgresql
+@pytest.mark.django_db(transaction=True)
+def test_the_trigger_announces_queued_and_finished_runs():
+    conn = listen(notify.QUEUED, notify.FINISHED)
+    try:
+        execution = Execution.objects.submit("print(1)")
+        assert received(conn, 1) == [(notify.QUEUED, str(execution.execution_id))]
+
+        Execution.objects.claim("w", 10)  # queued -> running: nobody needs waking
+        execution.cancel()  # running: only flagged
+        Execution.objects.filter(pk=execution.pk).update(status="completed")
+        assert received(conn, 1) == [(notify.FINISHED, str(execution.execution_id))]
+    finally:
+        conn.close()
+
+
+@needs_postgresql
+@pytest.mark.django_db(transaction=True)
+def test_a_waiter_wakes_as_soon_as_the_run_ends():
+    execution = Execution.objects.submit("print(1)")
+    Execution.objects.claim("w", 10)
+
+    def finish_soon():
+        time.sleep(0.2)
+        Execution.objects.filter(pk=execution.pk).update(status="completed")
+        connection.close()  # this thread's own connection
+
+    ended = threading.Thread(target=finish_soon)
+    started = time.monotonic()
+    ended.start()
+    key = str(execution.execution_id)
+
+    def done():
+        return Execution.objects.get(pk=execution.pk).status == "completed"
+
+    assert notify.waiters.wait_until(key, done, timeout=5)
+    ended.join()
+    # Woken by the notification, not by the half-second safety re-check.
+    assert time.monotonic() - started < 0.45
+
+
+@pytest.mark.django_db(transaction=True)
+def test_waiting_gives_up_at_its_timeout():
+    execution = Execution.objects.submit("print(1)")
+    started = time.monotonic()
+
+    assert not notify.waiters.wait_until(
+        str(execution.execution_id), lambda: False, timeout=0.3, poll=0.05
+    )
+    assert 0.25 < time.monotonic() - started < 2
