@@ -61,15 +61,37 @@ def check_submission(request) -> Refusal | None:
         )
 
     allowed, period = parse_rate(rate)
-    now = time.time()
-    history = [t for t in cache.get(key, []) if t > now - period]
-    if len(history) >= allowed:
-        wait = max(1, math.ceil(history[0] + period - now)) if history else period
+    wait = rate_wait(key, allowed, period, time.time())
+    if wait:
         return Refusal(
             f"Too many runs: the limit is {allowed} per {period} seconds. "
             f"Try again in {wait} seconds.",
             retry_after=wait,
         )
-    history.append(now)
-    cache.set(key, history, period)
     return None
+
+
+def rate_wait(key: str, allowed: int, period: int, now: float) -> int:
+    """Count one submission under key and return 0, or the seconds to wait when over the rate.
+
+    A sliding window from two fixed-window counters (this period's and the last one's,
+    weighted by how much of it still overlaps the window): constant work per request, where a
+    list of timestamps grows with the rate.
+    """
+    window, into = divmod(now, period)
+    current, previous = f"{key}:{int(window)}", f"{key}:{int(window) - 1}"
+    counts = cache.get_many([current, previous])
+    now_count, before = counts.get(current, 0), counts.get(previous, 0)
+    overlap = 1 - into / period
+    if now_count + before * overlap >= allowed:
+        if now_count >= allowed or before == 0:
+            return max(1, math.ceil(period - into))  # until this window ends
+        # Until the last window's weight has fallen enough: before * overlap' < allowed - now.
+        needed_overlap = (allowed - now_count) / before
+        return max(1, math.ceil((overlap - needed_overlap) * period))
+    cache.add(current, 0, timeout=2 * period + 1)
+    try:
+        cache.incr(current)
+    except ValueError:  # expired between add and incr
+        cache.set(current, 1, timeout=2 * period + 1)
+    return 0
