@@ -15,6 +15,7 @@ from django.db import connection
 
 log = logging.getLogger(__name__)
 
+RECHECK_S = 0.5  # a waiter looks again this often even without a wake-up (a lost NOTIFY)
 QUEUED = "integr8s_queued"
 FINISHED = "integr8s_finished"
 
@@ -106,7 +107,7 @@ class Waiters:
                 if remaining <= 0:
                     return False
                 # Re-check now and then even without a wake-up: the listener may be reconnecting.
-                event.wait(min(remaining, 0.5))
+                event.wait(min(remaining, RECHECK_S))
                 event.clear()
             return True
         finally:
