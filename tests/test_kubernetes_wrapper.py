@@ -611,7 +611,10 @@ def test_outside_a_pid_namespace_a_process_that_left_the_session_outlives_the_wr
         "    os.setsid()\n"
         "    print('daemon', os.getpid(), flush=True)\n"
         "    while True:\n"
-        "        print('late', flush=True)\n"
+        "        try:\n"  # once the wrapper stops reading, writes fail: keep going regardless
+        "            os.write(1, b'late\\n')\n"
+        "        except OSError:\n"
+        "            pass\n"
         "        time.sleep(0.05)\n"
         "time.sleep(0.2)\n"
     )
