@@ -170,9 +170,9 @@ def earlier_submission(key: str, caller: dict) -> Execution | None:
     return same_caller.filter(idempotency_key=key).order_by("created_at", "id").first()
 
 
-def wait_for(execution: Execution) -> Execution:
+def wait_for(execution: Execution, fresh: bool = False) -> Execution:
     """Hold until the run ends: at most its wall time + WAIT_MARGIN_S queued, and as long again
-    once it starts. On PostgreSQL the worker's NOTIFY wakes us at once; otherwise (and as a
+    once it starts. On PostgreSQL the trigger's NOTIFY wakes us at once; otherwise (and as a
     safety net) the row is polled by primary key."""
     budget = execution.wait_seconds() + settings.WAIT_MARGIN_S
     state = {"row": execution, "deadline": time.monotonic() + budget}
@@ -190,8 +190,9 @@ def wait_for(execution: Execution) -> Execution:
     key = str(execution.execution_id)
     while True:
         remaining = state["deadline"] - time.monotonic()
-        if remaining <= 0 or notify.waiters.wait_until(key, ended, remaining):
+        if remaining <= 0 or notify.waiters.wait_until(key, ended, remaining, look_first=not fresh):
             break
+        fresh = False
     return state["row"]
 
 
@@ -294,7 +295,7 @@ def execute(request):
         return full(earlier, request, **{"Idempotent-Replayed": "true"})
     if not wait:
         return accepted(execution, request)
-    execution = wait_for(execution)
+    execution = wait_for(execution, fresh=True)  # just queued: nothing to look at yet
     return full(execution, request, status.HTTP_200_OK if execution.is_terminal else 202)
 
 

@@ -2,7 +2,7 @@ import uuid
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import models
+from django.db import connections, models
 from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
@@ -99,20 +99,30 @@ class ExecutionQuerySet(models.QuerySet):
         claimed = []
         candidates = self.queued().order_by("created_at", "id").values_list("id", flat=True)
         for pk in list(candidates[: limit * 4]):
-            now = timezone.now()
-            won = self.filter(pk=pk, status=Execution.Status.QUEUED).update(
-                status=Execution.Status.RUNNING,
-                worker=worker,
-                started_at=now,
-                updated_at=now,
-                lease_expires_at=now + timedelta(seconds=lease_s),
-                attempts=models.F("attempts") + 1,
-            )
-            if won == 1:
-                claimed.append(self.model.objects.get(pk=pk))
+            won = self._claim_one(pk, worker, lease_s)
+            if won is not None:
+                claimed.append(won)
                 if len(claimed) >= limit:
                     break
         return claimed
+
+    def _claim_one(self, pk: int, worker: str, lease_s: float):
+        """UPDATE ... WHERE status = 'queued' RETURNING *: the conditional update and the
+        claimed row in one round trip (the ORM's update() returns only a count). Both
+        PostgreSQL and SQLite (3.35+) have RETURNING."""
+        ops = connections[self.db].ops
+        now = timezone.now()
+        table = ops.quote_name(self.model._meta.db_table)
+        sql = (
+            f"UPDATE {table} SET status = %s, worker = %s, started_at = %s, updated_at = %s, "
+            "lease_expires_at = %s, attempts = attempts + 1 "
+            "WHERE id = %s AND status = %s RETURNING *"
+        )
+        when = [ops.adapt_datetimefield_value(t) for t in (now, now)]
+        until = ops.adapt_datetimefield_value(now + timedelta(seconds=lease_s))
+        params = [Execution.Status.RUNNING, worker, *when, until, pk, Execution.Status.QUEUED]
+        rows = list(self.model.objects.using(self.db).raw(sql, params))
+        return rows[0] if rows else None
 
     def recover_expired(self, max_attempts: int) -> tuple[int, int]:
         """Requeue runs whose worker vanished (lease expired); fail those lost max_attempts times.

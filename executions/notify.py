@@ -82,15 +82,21 @@ class Waiters:
             for event in targets:
                 event.set()
 
-    def wait_until(self, key: str, done, timeout: float, poll: float = 0.02) -> bool:
+    def wait_until(
+        self, key: str, done, timeout: float, poll: float = 0.02, look_first: bool = True
+    ) -> bool:
         """Block until done() is true (checked on each wake-up) or timeout; return done().
 
         The event is registered before the first check, so a notification sent between the
-        check and the wait is not lost. Without LISTEN/NOTIFY this is a plain short poll.
+        check and the wait is not lost. look_first=False skips that first check for a run
+        queued a moment ago, which cannot have ended yet (if it somehow has, the periodic
+        re-check finds it). Without LISTEN/NOTIFY this is a plain short poll.
         """
         deadline = time.monotonic() + timeout
+        skip = not look_first
         if not supported():
-            while not done():
+            while skip or not done():
+                skip = False
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False
@@ -102,7 +108,8 @@ class Waiters:
                 self.listener = Listener(FINISHED, self._wake).start()
             self.events.setdefault(key, set()).add(event)
         try:
-            while not done():
+            while skip or not done():
+                skip = False
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False

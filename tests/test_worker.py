@@ -84,6 +84,10 @@ def test_it_claims_each_execution_once():
     nothing = Execution.objects.claim("c", 10, limit=5)
 
     assert [e.pk for e in claimed_a] == [first.pk]
+    row = claimed_a[0]  # the row as the claim returned it, typed like any other
+    assert (row.status, row.worker, row.attempts) == ("running", "a", 1)
+    assert isinstance(row.limits, dict) and row.limits == first.limits
+    assert row.started_at.tzinfo is not None and row.execution_id == first.execution_id
     assert [e.pk for e in claimed_b] == [second.pk]
     assert nothing == []
     first.refresh_from_db()
