@@ -537,7 +537,7 @@ def test_the_api_root_is_a_json_404(client):
 def test_an_execution_deleted_during_a_wait_is_a_404(client, monkeypatch):
     from executions import notify
 
-    def delete_while_waiting(key, done, timeout, poll=0.02):
+    def delete_while_waiting(key, done, timeout, poll=0.02, look_first=True):
         Execution.objects.all().delete()  # an operator deletes it meanwhile
         return done()
 
