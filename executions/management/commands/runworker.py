@@ -123,7 +123,6 @@ class Command(BaseCommand):
     def loop(self):
         poll = settings.WORKER_POLL_S
         while not self.shutdown.is_set():
-            close_old_connections()
             found = self.handle_one()
             self.maybe_heartbeat()
             self.maybe_recover()
@@ -157,6 +156,9 @@ class Command(BaseCommand):
         if now < self.next_heartbeat:
             return
         self.next_heartbeat = now + HEARTBEAT_S
+        # Drop a broken or too old connection here, not on every pass: each call makes the
+        # next query check the connection first, an extra round trip.
+        close_old_connections()
         self.heartbeat()
 
     def heartbeat(self):
@@ -210,14 +212,14 @@ class Command(BaseCommand):
         except Exception:
             # The database went away mid-write: the lease expires and recovery re-runs it.
             log.exception("run %s could not be recorded", execution.execution_id)
+            connection.close()  # the thread's next run connects afresh
         finally:
+            # This thread keeps its connection for its next run otherwise: a new PostgreSQL
+            # connection costs a backend process, a health check a round trip.
             with self.lock:
                 self.in_flight.pop(execution.pk, None)
             metrics.IN_FLIGHT.set(len(self.in_flight))
             self.wakeup.set()
-            # Keep this thread's connection for its next run (a new PostgreSQL connection costs
-            # a backend process); close it only when too old or broken.
-            close_old_connections()
 
     def sandbox(self, execution: Execution, cancel: threading.Event) -> RunResult:
         try:
