@@ -10,20 +10,24 @@ from rest_framework_simplejwt.tokens import RefreshToken
 from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
 from accounts.serializers import RegisteredSerializer, RegisterSerializer, UserSerializer
-from executions.api import UNAUTHORIZED, VALIDATION_ERROR
+from executions.api import THROTTLED, UNAUTHORIZED, VALIDATION_ERROR, too_many
+from executions.throttling import check_signup
 
 
 @extend_schema(
     summary="Create an account",
     description="Answers with the new user and a pair of JWT tokens, so no second call is needed.",
     request=RegisterSerializer,
-    responses={201: RegisteredSerializer, 400: VALIDATION_ERROR},
+    responses={201: RegisteredSerializer, 400: VALIDATION_ERROR, 429: THROTTLED},
 )
 @api_view(["POST"])
 @permission_classes([permissions.AllowAny])
 def register(request):
     signup = RegisterSerializer(data=request.data)
     signup.is_valid(raise_exception=True)
+    refusal = check_signup(request)
+    if refusal:
+        return too_many(refusal)
     try:
         with transaction.atomic():
             user = signup.save()

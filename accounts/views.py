@@ -4,6 +4,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
 from accounts.forms import SignUpForm
+from executions.throttling import check_signup
 
 
 @require_http_methods(["GET", "HEAD", "POST"])
@@ -11,6 +12,14 @@ def signup(request):
     if request.user.is_authenticated:
         return redirect("editor")
     form = SignUpForm(request.POST or None)
+    refusal = None
+    if request.method == "POST" and form.is_valid():
+        refusal = check_signup(request)
+    if refusal:
+        form.add_error(None, refusal.message)
+        response = render(request, "accounts/signup.html", {"form": form}, status=429)
+        response["Retry-After"] = str(refusal.retry_after)
+        return response
     if request.method == "POST" and form.is_valid():
         user = form.save()
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")

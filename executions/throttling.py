@@ -71,6 +71,18 @@ def check_submission(request) -> Refusal | None:
     return None
 
 
+def check_signup(request) -> Refusal | None:
+    """None if this address may create an account now (and count it); else why not."""
+    allowed, period = parse_rate(settings.THROTTLE_SIGNUP)
+    wait = rate_wait(f"signup:ip:{client_ip(request)}", allowed, period, time.time())
+    if wait:
+        return Refusal(
+            f"Too many new accounts from your address. Try again in {wait} seconds.",
+            retry_after=wait,
+        )
+    return None
+
+
 def rate_wait(key: str, allowed: int, period: int, now: float) -> int:
     """Count one submission under key and return 0, or the seconds to wait when over the rate.
 

@@ -68,3 +68,18 @@ def test_change_password(client, alice):
     alice.refresh_from_db()
     assert alice.check_password("new-long-pass-77")
     assert client.get(reverse("password_change_done")).status_code == 200
+
+
+def test_sign_up_is_rate_limited_per_address(client, settings, django_user_model):
+    settings.THROTTLE_SIGNUP = "1/hour"
+    first = {"username": "carol", "password1": "a-long-pass-123", "password2": "a-long-pass-123"}
+    assert client.post("/accounts/signup/", first).status_code == 302
+    client.logout()
+    second = {"username": "dave", "password1": "a-long-pass-123", "password2": "a-long-pass-123"}
+
+    response = client.post("/accounts/signup/", second)
+
+    assert response.status_code == 429
+    assert int(response["Retry-After"]) >= 1
+    assert "Too many new accounts" in response.content.decode()
+    assert not django_user_model.objects.filter(username="dave").exists()

@@ -144,3 +144,20 @@ def test_wrong_methods_are_405(client, alice):
     assert client.get(TOKEN).status_code == 405
     client.force_authenticate(alice)
     assert client.post(ME, {}, format="json").status_code == 405
+
+
+def test_registration_is_rate_limited_per_address(settings, django_user_model):
+    from rest_framework.test import APIClient
+
+    settings.THROTTLE_SIGNUP = "1/hour"
+    client = APIClient()
+    body = {"username": "carol", "password": "a-long-pass-123"}
+    assert client.post("/api/v1/auth/register", body, format="json").status_code == 201
+
+    r = client.post(
+        "/api/v1/auth/register", {"username": "dave", "password": "a-long-pass-123"}, format="json"
+    )
+
+    assert r.status_code == 429
+    assert "Retry-After" in r.headers and "Too many new accounts" in r.json()["detail"]
+    assert not django_user_model.objects.filter(username="dave").exists()
