@@ -6,13 +6,15 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SYSTEM_PACKAGES ?= bubblewrap
+# What the end-to-end tests drive: a browser, podman for pod manifests, promtool for alerts.
+TEST_PACKAGES ?= chromium fonts-dejavu-core podman runc debootstrap prometheus procps
 
 # The newest Python >= 3.12 on this machine: pyenv's installs first, then PATH.
 FIND_PYTHON := for p in $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.1[2-9]*/bin/python3 2>/dev/null | sort -rV) \
 	$$(command -v python3.14 python3.13 python3.12 python3 2>/dev/null); do \
 	"$$p" -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null && { echo "$$p"; break; }; done
 
-.PHONY: install run web worker test test-fast bench lint format clean
+.PHONY: install test-system run test test-fast bench lint format clean
 
 install: $(STAMP)
 
@@ -36,7 +38,21 @@ $(STAMP): pyproject.toml
 run: install
 	$(PY) manage.py serve --port $(PORT)
 
-test: install
+# As root with apt, installs what the end-to-end tests need; otherwise those tests skip and
+# say why (and the command below names the packages).
+test-system:
+	@missing=""; for p in $(TEST_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "Installing test packages:$$missing"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+		else \
+			echo "Some end-to-end tests will skip. For all of them: sudo apt-get install -y$$missing"; \
+		fi; \
+	fi
+	@if [ "$$(id -u)" = 0 ]; then sh .ci/podman-setup.sh; fi
+
+test: install test-system
 	$(PY) -m pytest --cov --cov-report=term-missing:skip-covered --cov-fail-under=90
 
 test-fast: install
