@@ -11,7 +11,7 @@ from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
 from accounts.serializers import RegisteredSerializer, RegisterSerializer, UserSerializer
 from executions.api import THROTTLED, UNAUTHORIZED, VALIDATION_ERROR, too_many
-from executions.throttling import check_signup
+from executions.throttling import check_login, check_signup
 
 
 @extend_schema(
@@ -58,10 +58,15 @@ def me(request):
         200: TokenObtainPairSerializer,
         400: VALIDATION_ERROR,
         401: OpenApiResponse(description="Wrong username or password."),
+        429: THROTTLED,
     },
 )
 class TokenView(TokenObtainPairView):
-    pass
+    def post(self, request, *args, **kwargs):
+        refusal = check_login(request)
+        if refusal:
+            return too_many(refusal)
+        return super().post(request, *args, **kwargs)
 
 
 @extend_schema(

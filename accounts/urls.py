@@ -7,7 +7,7 @@ urlpatterns = [
     path("signup/", views.signup, name="signup"),
     path(
         "login/",
-        auth_views.LoginView.as_view(
+        views.ThrottledLoginView.as_view(
             template_name="accounts/login.html", redirect_authenticated_user=True
         ),
         name="login",

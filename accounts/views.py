@@ -1,10 +1,31 @@
 from django.contrib import messages
 from django.contrib.auth import login
+from django.contrib.auth.views import LoginView
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
 from accounts.forms import SignUpForm
-from executions.throttling import check_signup
+from executions.throttling import check_login, check_signup
+
+
+class ThrottledLoginView(LoginView):
+    """Django's login page, with password attempts per address capped (THROTTLE_LOGIN)."""
+
+    def form_valid(self, form):
+        return self.refused(form) or super().form_valid(form)
+
+    def form_invalid(self, form):
+        return self.refused(form) or super().form_invalid(form)
+
+    def refused(self, form):
+        refusal = check_login(self.request)
+        if refusal is None:
+            return None
+        form.errors.clear()
+        form.add_error(None, refusal.message)
+        response = self.render_to_response(self.get_context_data(form=form), status=429)
+        response["Retry-After"] = str(refusal.retry_after)
+        return response
 
 
 @require_http_methods(["GET", "HEAD", "POST"])

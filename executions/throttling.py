@@ -73,11 +73,20 @@ def check_submission(request) -> Refusal | None:
 
 def check_signup(request) -> Refusal | None:
     """None if this address may create an account now (and count it); else why not."""
-    allowed, period = parse_rate(settings.THROTTLE_SIGNUP)
-    wait = rate_wait(f"signup:ip:{client_ip(request)}", allowed, period, time.time())
+    return check_address(request, "signup", settings.THROTTLE_SIGNUP, "new accounts")
+
+
+def check_login(request) -> Refusal | None:
+    """None if this address may try a password now (and count it); else why not."""
+    return check_address(request, "login", settings.THROTTLE_LOGIN, "sign-in attempts")
+
+
+def check_address(request, action: str, rate: str, what: str) -> Refusal | None:
+    allowed, period = parse_rate(rate)
+    wait = rate_wait(f"{action}:ip:{client_ip(request)}", allowed, period, time.time())
     if wait:
         return Refusal(
-            f"Too many new accounts from your address. Try again in {wait} seconds.",
+            f"Too many {what} from your address. Try again in {wait} seconds.",
             retry_after=wait,
         )
     return None

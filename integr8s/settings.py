@@ -223,6 +223,7 @@ WORKER_MAX_ATTEMPTS = env_number("WORKER_MAX_ATTEMPTS", 2, 1)
 THROTTLE_ANON = env("THROTTLE_ANON", "30/min")
 THROTTLE_USER = env("THROTTLE_USER", "120/min")
 THROTTLE_SIGNUP = env("THROTTLE_SIGNUP", "10/hour")  # new accounts per IP address
+THROTTLE_LOGIN = env("THROTTLE_LOGIN", "20/min")  # password attempts per IP address
 MAX_ACTIVE_PER_CALLER = env_number("MAX_ACTIVE_PER_CALLER", 10, 1)
 WAIT_MARGIN_S = env_number("WAIT_MARGIN_S", 10, 0, float)
 

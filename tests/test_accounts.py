@@ -83,3 +83,18 @@ def test_sign_up_is_rate_limited_per_address(client, settings, django_user_model
     assert int(response["Retry-After"]) >= 1
     assert "Too many new accounts" in response.content.decode()
     assert not django_user_model.objects.filter(username="dave").exists()
+
+
+def test_password_attempts_are_rate_limited_per_address(client, settings, alice):
+    settings.THROTTLE_LOGIN = "2/min"
+    wrong = {"username": "alice", "password": "not-her-password"}
+    assert client.post("/accounts/login/", wrong).status_code == 200  # the form again, with error
+    assert client.post("/accounts/login/", wrong).status_code == 200
+
+    # Over the limit even the right password is refused: the answer gives nothing away.
+    response = client.post("/accounts/login/", {"username": "alice", "password": "alice-pass-123"})
+
+    assert response.status_code == 429
+    assert int(response["Retry-After"]) >= 1
+    assert "Too many sign-in attempts" in response.content.decode()
+    assert "_auth_user_id" not in client.session

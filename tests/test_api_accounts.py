@@ -161,3 +161,17 @@ def test_registration_is_rate_limited_per_address(settings, django_user_model):
     assert r.status_code == 429
     assert "Retry-After" in r.headers and "Too many new accounts" in r.json()["detail"]
     assert not django_user_model.objects.filter(username="dave").exists()
+
+
+def test_token_requests_are_rate_limited_per_address(settings, alice):
+    from rest_framework.test import APIClient
+
+    settings.THROTTLE_LOGIN = "1/min"
+    client = APIClient()
+    body = {"username": "alice", "password": "alice-pass-123"}
+    assert client.post("/api/v1/auth/token", body, format="json").status_code == 200
+
+    r = client.post("/api/v1/auth/token", body, format="json")
+
+    assert r.status_code == 429
+    assert "Retry-After" in r.headers and "Too many sign-in attempts" in r.json()["detail"]
