@@ -23,9 +23,7 @@ class ThrottledLoginView(LoginView):
             return None
         form.errors.clear()
         form.add_error(None, refusal.message)
-        response = self.render_to_response(self.get_context_data(form=form), status=429)
-        response["Retry-After"] = str(refusal.retry_after)
-        return response
+        return refusal.refuse(self.render_to_response(self.get_context_data(form=form)))
 
 
 @require_http_methods(["GET", "HEAD", "POST"])
@@ -33,15 +31,11 @@ def signup(request):
     if request.user.is_authenticated:
         return redirect("editor")
     form = SignUpForm(request.POST or None)
-    refusal = None
     if request.method == "POST" and form.is_valid():
         refusal = check_signup(request)
-    if refusal:
-        form.add_error(None, refusal.message)
-        response = render(request, "accounts/signup.html", {"form": form}, status=429)
-        response["Retry-After"] = str(refusal.retry_after)
-        return response
-    if request.method == "POST" and form.is_valid():
+        if refusal:
+            form.add_error(None, refusal.message)
+            return refusal.refuse(render(request, "accounts/signup.html", {"form": form}))
         user = form.save()
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
         messages.success(request, f"Welcome, {user.username}. Your runs and scripts are private.")

@@ -42,6 +42,12 @@ class Refusal:
     message: str
     retry_after: int  # seconds
 
+    def refuse(self, response):
+        """Make a page that shows this refusal a 429 that says when to try again."""
+        response.status_code = 429
+        response["Retry-After"] = str(self.retry_after)
+        return response
+
 
 def check_submission(request) -> Refusal | None:
     """None if this caller may submit now (and count the submission); else why not."""

@@ -142,7 +142,7 @@ def editor(request):
     return render(request, "executions/editor.html", context)
 
 
-def editor_errors(request, form: RunForm, status: int) -> HttpResponse:
+def editor_errors(request, form: RunForm, status: int = 400) -> HttpResponse:
     """Bad input or a refusal: the message next to the editor, never an error page."""
     if request.htmx:
         response = render(
@@ -160,9 +160,7 @@ def run(request):
     refusal = check_submission(request)
     if refusal:
         form.add_error(None, refusal.message)
-        response = editor_errors(request, form, status=429)
-        response["Retry-After"] = str(refusal.retry_after)
-        return response
+        return refusal.refuse(editor_errors(request, form))
     data = form.cleaned_data
     execution = Execution.objects.submit(
         data["script"], data["python_version"], data["stdin"], **caller_fields(request)
@@ -219,14 +217,9 @@ def retry(request, execution_id):
             "can_control": can_control(request, old),
             "problem": refusal.message if refusal else " ".join(problems),
         }
-        status = 429 if refusal else 400
-        template = "executions/execution_detail.html"
-        response = render(
-            request, template + ("#result" if request.htmx else ""), context, status=status
-        )
-        if refusal:
-            response["Retry-After"] = str(refusal.retry_after)
-        return response
+        template = "executions/execution_detail.html" + ("#result" if request.htmx else "")
+        response = render(request, template, context, status=400)
+        return refusal.refuse(response) if refusal else response
     new = old.retry(**caller_fields(request))
     if not request.htmx:
         return redirect(new)
