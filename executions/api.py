@@ -175,7 +175,7 @@ def wait_for(execution: Execution, fresh: bool = False) -> Execution:
     """Hold until the run ends: at most its wall time + WAIT_MARGIN_S queued, and as long again
     once it starts. On PostgreSQL the trigger's NOTIFY wakes us at once; otherwise (and as a
     safety net) the row is polled by primary key."""
-    budget = execution.wait_seconds() + settings.WAIT_MARGIN_S
+    budget = execution.run_limits.wall_time_s + settings.WAIT_MARGIN_S
     state = {"row": execution, "deadline": time.monotonic() + budget}
 
     def ended() -> bool:

@@ -22,18 +22,19 @@ def submission_errors(script, python_version, stdin) -> dict[str, str]:
 
     limit = limits.current()
     errors = {}
+
+    def too_big(text: str, cap: int, what: str) -> str | None:
+        size = len(text.encode("utf-8", "surrogatepass"))
+        if size <= cap:
+            return None
+        return f"{what} is {limits.human_bytes(size)}; the limit is {limits.human_bytes(cap)}."
+
     if not isinstance(script, str) or not script.strip():
         errors["script"] = "The script is empty. Write or paste some Python code."
-    elif len(script.encode("utf-8", "surrogatepass")) > limit.script_bytes:
-        errors["script"] = (
-            f"The script is {limits.human_bytes(len(script.encode('utf-8', 'surrogatepass')))}"
-            f"; the limit is {limits.human_bytes(limit.script_bytes)}."
-        )
-    if stdin and len(stdin.encode("utf-8", "surrogatepass")) > limit.stdin_bytes:
-        errors["stdin"] = (
-            f"The input is {limits.human_bytes(len(stdin.encode('utf-8', 'surrogatepass')))}"
-            f"; the limit is {limits.human_bytes(limit.stdin_bytes)}."
-        )
+    elif problem := too_big(script, limit.script_bytes, "The script"):
+        errors["script"] = problem
+    if stdin and (problem := too_big(stdin, limit.stdin_bytes, "The input")):
+        errors["stdin"] = problem
     if python_version:
         try:
             runtimes.get(python_version)
@@ -338,10 +339,6 @@ class Execution(models.Model):
         )
         fields.update(overrides)
         return Execution.objects.submit(self.script, self.python_version, self.stdin, **fields)
-
-    def wait_seconds(self) -> float:
-        """How long the run may take at most, once started."""
-        return self.run_limits.wall_time_s
 
 
 class SavedScript(models.Model):
