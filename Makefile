@@ -6,8 +6,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SYSTEM_PACKAGES ?= bubblewrap
-# What the end-to-end tests drive: a browser, podman for pod manifests, promtool for alerts.
-TEST_PACKAGES ?= chromium fonts-dejavu-core podman runc debootstrap prometheus procps
+# What the end-to-end tests drive: a browser, podman for pod manifests (catatonit builds its
+# pause image; it is only a "recommends" of podman, so name it), promtool for alerts.
+TEST_PACKAGES ?= chromium fonts-dejavu-core podman catatonit runc debootstrap prometheus procps
 
 # The newest Python >= 3.12 on this machine: pyenv's installs first, then PATH.
 FIND_PYTHON := for p in $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.1[2-9]*/bin/python3 2>/dev/null | sort -rV) \

@@ -13,14 +13,15 @@ if [ "$(id -u)" != 0 ]; then
     exit 1
 fi
 
+# catatonit is podman's pause binary, only a "recommends" of podman: name it.
 missing=""
-for tool in podman runc debootstrap; do
-    command -v "$tool" >/dev/null 2>&1 || missing="$missing $tool"
+for pkg in podman catatonit runc debootstrap; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing="$missing $pkg"
 done
 if [ -n "$missing" ]; then
     echo "podman-setup: installing$missing"
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman runc debootstrap >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
 fi
 
 CONF=/etc/containers/containers.conf
