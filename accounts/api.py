@@ -1,9 +1,12 @@
 """Account endpoints of the API: sign up, JWT tokens, and who am I."""
 
+from typing import Any
+
 from django.db import IntegrityError, transaction
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import permissions, serializers, status
 from rest_framework.decorators import api_view, permission_classes
+from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework_simplejwt.serializers import TokenObtainPairSerializer, TokenRefreshSerializer
 from rest_framework_simplejwt.tokens import RefreshToken
@@ -22,7 +25,7 @@ from executions.throttling import check_login, check_signup
 )
 @api_view(["POST"])
 @permission_classes([permissions.AllowAny])
-def register(request):
+def register(request: Request) -> Response:
     signup = RegisterSerializer(data=request.data)
     signup.is_valid(raise_exception=True)
     refusal = check_signup(request)
@@ -47,7 +50,7 @@ def register(request):
 @extend_schema(summary="The signed-in user", responses={200: UserSerializer, 401: UNAUTHORIZED})
 @api_view(["GET"])
 @permission_classes([permissions.IsAuthenticated])
-def me(request):
+def me(request: Request) -> Response:
     return Response(UserSerializer(request.user).data)
 
 
@@ -62,7 +65,7 @@ def me(request):
     },
 )
 class TokenView(TokenObtainPairView):
-    def post(self, request, *args, **kwargs):
+    def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         refusal = check_login(request)
         if refusal:
             return too_many(refusal)

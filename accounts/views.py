@@ -1,6 +1,8 @@
 from django.contrib import messages
 from django.contrib.auth import login
+from django.contrib.auth.forms import AuthenticationForm
 from django.contrib.auth.views import LoginView
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
@@ -11,13 +13,13 @@ from executions.throttling import check_login, check_signup
 class ThrottledLoginView(LoginView):
     """Django's login page, with password attempts per address capped (THROTTLE_LOGIN)."""
 
-    def form_valid(self, form):
+    def form_valid(self, form: AuthenticationForm) -> HttpResponse:
         return self.refused(form) or super().form_valid(form)
 
-    def form_invalid(self, form):
+    def form_invalid(self, form: AuthenticationForm) -> HttpResponse:
         return self.refused(form) or super().form_invalid(form)
 
-    def refused(self, form):
+    def refused(self, form: AuthenticationForm) -> HttpResponse | None:
         refusal = check_login(self.request)
         if refusal is None:
             return None
@@ -27,7 +29,7 @@ class ThrottledLoginView(LoginView):
 
 
 @require_http_methods(["GET", "HEAD", "POST"])
-def signup(request):
+def signup(request: HttpRequest) -> HttpResponse:
     if request.user.is_authenticated:
         return redirect("editor")
     form = SignUpForm(request.POST or None)

@@ -9,10 +9,12 @@ import math
 import time
 import uuid
 from contextlib import nullcontext
+from typing import Any, NoReturn
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.db import IntegrityError, connection, transaction
+from django.db.models import QuerySet
 from django.urls import Resolver404, resolve, reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
@@ -25,11 +27,14 @@ from drf_spectacular.utils import (
 from rest_framework import exceptions, generics, permissions, serializers, status
 from rest_framework.decorators import api_view
 from rest_framework.pagination import PageNumberPagination
+from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.serializers import BaseSerializer
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from accounts.models import User
 from executions import examples, limits, notify, runtimes, throttling
-from executions.models import ACTIVE, Execution, SavedScript, submission_errors
+from executions.models import ACTIVE, Execution, ExecutionQuerySet, SavedScript, submission_errors
 from executions.serializers import (
     AcceptedSerializer,
     DetailSerializer,
@@ -53,7 +58,7 @@ class PayloadTooLarge(exceptions.APIException):
     default_code = "payload_too_large"
 
 
-def exception_handler(exc, context):
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF's handler, plus the errors Django raises while reading a body, as JSON 4xx."""
     if isinstance(exc, RequestDataTooBig):
         exc = PayloadTooLarge(
@@ -107,7 +112,7 @@ def conflict(message: str) -> Response:
 # --- Helpers ---------------------------------------------------------------------------------
 
 
-def caller_fields(request) -> dict:
+def caller_fields(request: Request) -> dict[str, Any]:
     """Who is submitting: the fields an execution records about its caller."""
     if request.user.is_authenticated:
         owner, session_key = request.user, ""
@@ -120,7 +125,7 @@ def caller_fields(request) -> dict:
     }
 
 
-def own_executions(request):
+def own_executions(request: Request) -> ExecutionQuerySet:
     """The caller's history: a user's runs, or an anonymous browser session's."""
     if request.user.is_authenticated:
         return Execution.objects.for_user(request.user)
@@ -130,7 +135,7 @@ def own_executions(request):
     return Execution.objects.filter(owner=None, session_key=session_key)
 
 
-def get_execution(request, execution_id: str) -> Execution:
+def get_execution(request: Request, execution_id: str) -> Execution:
     """The execution with this UUID if the caller may see it (theirs, or anonymous); else 404."""
     missing = exceptions.NotFound(f'There is no execution with id "{execution_id}".')
     try:
@@ -144,7 +149,7 @@ def get_execution(request, execution_id: str) -> Execution:
         raise missing from None
 
 
-def query_bool(request, name: str) -> bool:
+def query_bool(request: Request, name: str) -> bool:
     value = request.query_params.get(name, "").strip().lower()
     if value in ("", "0", "false", "no", "off"):
         return False
@@ -153,7 +158,7 @@ def query_bool(request, name: str) -> bool:
     raise serializers.ValidationError({name: ["Must be true or false."]})
 
 
-def idempotency_key(request) -> str:
+def idempotency_key(request: Request) -> str:
     key = request.headers.get("Idempotency-Key", "").strip()
     if len(key) > IDEMPOTENCY_KEY_MAX:
         raise serializers.ValidationError(
@@ -162,7 +167,7 @@ def idempotency_key(request) -> str:
     return key
 
 
-def earlier_submission(key: str, caller: dict) -> Execution | None:
+def earlier_submission(key: str, caller: dict[str, Any]) -> Execution | None:
     """The execution this caller already submitted with this Idempotency-Key, if any."""
     if caller["owner"] is not None:
         same_caller = Execution.objects.for_user(caller["owner"])
@@ -197,7 +202,7 @@ def wait_for(execution: Execution, fresh: bool = False) -> Execution:
     return state["row"]
 
 
-def accepted(execution: Execution, request) -> Response:
+def accepted(execution: Execution, request: Request) -> Response:
     return Response(
         AcceptedSerializer(execution, context={"request": request}).data,
         status=status.HTTP_202_ACCEPTED,
@@ -209,7 +214,12 @@ def accepted(execution: Execution, request) -> Response:
     )
 
 
-def full(execution: Execution, request, code: int = status.HTTP_200_OK, **headers) -> Response:
+def full(
+    execution: Execution,
+    request: Request,
+    code: int = status.HTTP_200_OK,
+    headers: dict[str, str] | None = None,
+) -> Response:
     return Response(
         ExecutionSerializer(execution, context={"request": request}).data,
         status=code,
@@ -268,7 +278,7 @@ def full(execution: Execution, request, code: int = status.HTTP_200_OK, **header
     ],
 )
 @api_view(["POST"])
-def execute(request):
+def execute(request: Request) -> Response:
     wait = query_bool(request, "wait")
     key = idempotency_key(request)
     submission = ExecuteSerializer(data=request.data)
@@ -295,7 +305,7 @@ def execute(request):
     if earlier is not None:
         if wait:
             earlier = wait_for(earlier)
-        return full(earlier, request, **{"Idempotent-Replayed": "true"})
+        return full(earlier, request, headers={"Idempotent-Replayed": "true"})
     if not wait:
         return accepted(execution, request)
     execution = wait_for(execution, fresh=True)  # just queued: nothing to look at yet
@@ -311,7 +321,7 @@ def execute(request):
     responses={200: ExecutionSerializer, 404: NOT_FOUND},
 )
 @api_view(["GET"])
-def result(request, execution_id):
+def result(request: Request, execution_id: str) -> Response:
     return full(get_execution(request, execution_id), request)
 
 
@@ -338,7 +348,7 @@ class PaginatedExecutionListSerializer(serializers.Serializer):
     },
 )
 @api_view(["GET"])
-def execution_list(request):
+def execution_list(request: Request) -> Response:
     filters = ExecutionFilterSerializer(data=request.query_params)
     filters.is_valid(raise_exception=True)
     executions = own_executions(request).filter(**filters.validated_data)
@@ -365,7 +375,7 @@ def execution_list(request):
     },
 )
 @api_view(["POST"])
-def execution_cancel(request, execution_id):
+def execution_cancel(request: Request, execution_id: str) -> Response:
     execution = get_execution(request, execution_id)
     by = "its owner" if request.user.is_authenticated else "an API client"
     if not execution.is_terminal:
@@ -397,7 +407,7 @@ def execution_cancel(request, execution_id):
     },
 )
 @api_view(["POST"])
-def execution_retry(request, execution_id):
+def execution_retry(request: Request, execution_id: str) -> Response:
     original = get_execution(request, execution_id)
     if not original.is_terminal:
         return conflict(
@@ -419,7 +429,7 @@ def execution_retry(request, execution_id):
     summary="The limits in force and the Python versions available", responses=K8sLimitsSerializer
 )
 @api_view(["GET"])
-def k8s_limits(request):
+def k8s_limits(request: Request) -> Response:
     lim = limits.current()
     versions = runtimes.versions()
     memory = f"{lim.memory_mib}Mi"
@@ -441,7 +451,7 @@ def k8s_limits(request):
 
 @extend_schema(summary="The Python versions available", responses=RuntimesSerializer)
 @api_view(["GET"])
-def runtime_list(request):
+def runtime_list(request: Request) -> Response:
     default = runtimes.default_version()
     versions = [{"version": v, "default": v == default} for v in runtimes.versions()]
     return Response({"default": default, "versions": versions})
@@ -449,29 +459,36 @@ def runtime_list(request):
 
 @extend_schema(summary="Example scripts", responses=ExampleSerializer(many=True))
 @api_view(["GET"])
-def example_list(request):
+def example_list(request: Request) -> Response:
     return Response(ExampleSerializer(examples.EXAMPLES, many=True).data)
 
 
 # --- Saved scripts ---------------------------------------------------------------------------
 
 
-class SavedScriptMixin:
+class AuthenticatedRequest(Request):
+    """A request that IsAuthenticated let through: its user is never anonymous."""
+
+    user: User
+
+
+class SavedScriptMixin(generics.GenericAPIView[SavedScript]):
     serializer_class = SavedScriptSerializer
     permission_classes = [permissions.IsAuthenticated]
     lookup_field = "script_id"
+    request: AuthenticatedRequest
 
-    def get_queryset(self):
+    def get_queryset(self) -> QuerySet[SavedScript]:
         return SavedScript.objects.filter(owner=self.request.user)
 
-    def get_object(self):
+    def get_object(self) -> SavedScript:
         try:
             uuid.UUID(self.kwargs[self.lookup_field])
         except ValueError:
             raise exceptions.NotFound("There is no saved script with that id.") from None
         return super().get_object()
 
-    def save_or_name_taken(self, serializer, **fields):
+    def save_or_name_taken(self, serializer: BaseSerializer[SavedScript], **fields: Any) -> None:
         try:
             with transaction.atomic():
                 serializer.save(**fields)
@@ -496,7 +513,7 @@ SCRIPT_NOT_FOUND = OpenApiResponse(DetailSerializer, description="No such saved 
     ),
 )
 class SavedScriptList(SavedScriptMixin, generics.ListCreateAPIView):
-    def perform_create(self, serializer):
+    def perform_create(self, serializer: BaseSerializer[SavedScript]) -> None:
         self.save_or_name_taken(serializer, owner=self.request.user)
 
 
@@ -529,7 +546,7 @@ class SavedScriptList(SavedScriptMixin, generics.ListCreateAPIView):
     ),
 )
 class SavedScriptDetail(SavedScriptMixin, generics.RetrieveUpdateDestroyAPIView):
-    def perform_update(self, serializer):
+    def perform_update(self, serializer: BaseSerializer[SavedScript]) -> None:
         self.save_or_name_taken(serializer)
 
 
@@ -538,7 +555,7 @@ class SavedScriptDetail(SavedScriptMixin, generics.RetrieveUpdateDestroyAPIView)
 
 @extend_schema(exclude=True)
 @api_view(["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"])
-def not_found(request, *args, **kwargs):
+def not_found(request: Request, *args: Any, **kwargs: Any) -> NoReturn:
     """A JSON 404 for unknown API paths (and no APPEND_SLASH redirect that would drop a POST)."""
     path = request.path
     alternative = path[:-1] if path.endswith("/") else path + "/"

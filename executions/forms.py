@@ -1,3 +1,5 @@
+from typing import Any, cast
+
 from django import forms
 from django.templatetags.static import static
 
@@ -33,8 +35,9 @@ class RunForm(forms.Form):
         # editor.js links this stylesheet into the editor's shadow root.
         self.fields["script"].widget.attrs["data-editor-css"] = static("css/editor.css")
 
-    def clean(self):
-        data = super().clean()
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        data = self.cleaned_data  # what Form.clean() returned
         for field, message in submission_errors(
             data.get("script", ""), data.get("python_version", ""), data.get("stdin", "")
         ).items():
@@ -59,8 +62,9 @@ class SaveScriptForm(forms.ModelForm):
         self.owner = owner
         if "script" in self.fields:
             # submission_errors() says what is wrong with an empty script, in its own words.
-            self.fields["script"].required = False
-            self.fields["script"].strip = False
+            script = cast(forms.CharField, self.fields["script"])  # a TextField's form field
+            script.required = False
+            script.strip = False
 
     def clean_name(self):
         name = self.cleaned_data["name"].strip()
@@ -71,8 +75,9 @@ class SaveScriptForm(forms.ModelForm):
             raise forms.ValidationError(f"You already have a script called “{name}”.")
         return name
 
-    def clean(self):
-        data = super().clean()
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        data = self.cleaned_data  # what ModelForm.clean() returned
         if "script" in self.fields:
             for field, message in submission_errors(
                 data.get("script", ""), data.get("python_version", ""), ""

@@ -1,7 +1,10 @@
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Self
 
 from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import AnonymousUser
 from django.db import connections, models
 from django.db.models import Q
 from django.urls import reverse
@@ -9,11 +12,14 @@ from django.utils import timezone
 
 from executions.limits import Limits
 
+if TYPE_CHECKING:
+    from executions.sandbox import RunResult
+
 TERMINAL = ("completed", "failed", "timeout", "cancelled")
 ACTIVE = ("queued", "running")
 
 
-def submission_errors(script, python_version, stdin) -> dict[str, str]:
+def submission_errors(script: str, python_version: str, stdin: str) -> dict[str, str]:
     """What is wrong with a submission, as {field: message a person can act on}; {} if fine.
 
     Shared by the API serializer and the editor form so both say the same thing.
@@ -45,8 +51,10 @@ def submission_errors(script, python_version, stdin) -> dict[str, str]:
     return errors
 
 
-class ExecutionQuerySet(models.QuerySet):
-    def submit(self, script: str, python_version: str = "", stdin: str = "", **fields):
+class ExecutionQuerySet(models.QuerySet["Execution"]):
+    def submit(
+        self, script: str, python_version: str = "", stdin: str = "", **fields: Any
+    ) -> "Execution":
         """Queue a run (call submission_errors() first). Fields: owner, session_key, ..."""
         from executions import limits, metrics, runtimes
 
@@ -62,7 +70,12 @@ class ExecutionQuerySet(models.QuerySet):
         metrics.SUBMITTED.labels(python_version=version).inc()
         return execution  # on PostgreSQL a trigger wakes the workers (executions/notify.py)
 
-    def for_caller(self, user, client_ip=None, session_key=None):
+    def for_caller(
+        self,
+        user: AbstractBaseUser | AnonymousUser | None,
+        client_ip: str | None = None,
+        session_key: str | None = None,
+    ) -> Self:
         """Runs counted against one caller's quota: a user's, or an anonymous IP's."""
         if user is not None and user.is_authenticated:
             return self.filter(owner=user)
@@ -70,25 +83,25 @@ class ExecutionQuerySet(models.QuerySet):
             return self.filter(owner=None, client_ip=client_ip)
         return self.filter(owner=None, session_key=session_key or "-")
 
-    def for_user(self, user):
+    def for_user(self, user: AbstractBaseUser | AnonymousUser | None) -> Self:
         """What this user may see: their own runs (anonymous users see none through this)."""
         if user is None or not user.is_authenticated:
             return self.none()
         return self.filter(owner=user)
 
-    def queued(self):
+    def queued(self) -> Self:
         return self.filter(status=Execution.Status.QUEUED)
 
-    def running(self):
+    def running(self) -> Self:
         return self.filter(status=Execution.Status.RUNNING)
 
-    def active(self):
+    def active(self) -> Self:
         return self.filter(status__in=ACTIVE)
 
-    def terminal(self):
+    def terminal(self) -> Self:
         return self.filter(status__in=TERMINAL)
 
-    def lease_expired(self, now=None):
+    def lease_expired(self, now: datetime | None = None) -> Self:
         return self.running().filter(lease_expires_at__lt=now or timezone.now())
 
     def claim(self, worker: str, lease_s: float, limit: int = 1) -> list["Execution"]:
@@ -97,7 +110,7 @@ class ExecutionQuerySet(models.QuerySet):
         A conditional UPDATE per candidate: exactly one changed row means it is ours, so any
         number of workers on SQLite or PostgreSQL can race without running anything twice.
         """
-        claimed = []
+        claimed: list[Execution] = []
         candidates = self.queued().order_by("created_at", "id").values_list("id", flat=True)
         for pk in list(candidates[: limit * 4]):
             won = self._claim_one(pk, worker, lease_s)
@@ -107,7 +120,7 @@ class ExecutionQuerySet(models.QuerySet):
                     break
         return claimed
 
-    def _claim_one(self, pk: int, worker: str, lease_s: float):
+    def _claim_one(self, pk: int, worker: str, lease_s: float) -> "Execution | None":
         """UPDATE ... WHERE status = 'queued' RETURNING *: the conditional update and the
         claimed row in one round trip (the ORM's update() returns only a count). Both
         PostgreSQL and SQLite (3.35+) have RETURNING."""
@@ -262,10 +275,10 @@ class Execution(models.Model):
             ),
         ]
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"{self.execution_id} ({self.status})"
 
-    def get_absolute_url(self):
+    def get_absolute_url(self) -> str:
         return reverse("execution-detail", args=[self.execution_id])
 
     @property
@@ -276,7 +289,7 @@ class Execution(models.Model):
     def run_limits(self) -> Limits:
         return Limits.from_dict(self.limits)
 
-    def _end(self, candidates, **fields) -> bool:
+    def _end(self, candidates: ExecutionQuerySet, **fields: Any) -> bool:
         """Write a final state if this row is still among candidates; True if this call won.
 
         Every terminal write goes through here, conditional on a non-terminal status, so a
@@ -290,7 +303,7 @@ class Execution(models.Model):
                 setattr(self, name, value)
         return won
 
-    def finish(self, result, worker: str | None = None) -> bool:
+    def finish(self, result: "RunResult", worker: str | None = None) -> bool:
         """Store a sandbox RunResult. Only the worker holding the claim may write it."""
         candidates = Execution.objects.running()
         if worker is not None:
@@ -329,7 +342,7 @@ class Execution(models.Model):
             self.reason = f"Cancelled by {by}."
         return bool(changed)
 
-    def retry(self, **overrides) -> "Execution":
+    def retry(self, **overrides: Any) -> "Execution":
         """A new queued execution running the same script, version and input."""
         fields = dict(
             owner=self.owner,
@@ -359,10 +372,10 @@ class SavedScript(models.Model):
             models.UniqueConstraint(fields=["owner", "name"], name="savedscript_owner_name"),
         ]
 
-    def __str__(self):
+    def __str__(self) -> str:
         return self.name
 
-    def get_absolute_url(self):
+    def get_absolute_url(self) -> str:
         return reverse("script-detail", args=[self.script_id])
 
 
@@ -380,5 +393,5 @@ class Worker(models.Model):
     class Meta:
         ordering = ["-seen_at"]
 
-    def __str__(self):
+    def __str__(self) -> str:
         return self.name

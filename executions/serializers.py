@@ -1,9 +1,13 @@
 """API serializers: what a client may send, and what it gets back."""
 
 import copy
+from typing import Any, ClassVar
 
 from django.urls import reverse
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+from rest_framework.fields import Field
+from rest_framework.request import Request
 
 from executions.models import Execution, SavedScript, submission_errors
 
@@ -13,16 +17,16 @@ class StrictCharField(serializers.CharField):
 
     default_error_messages = {"invalid": "Must be a string (text in double quotes)."}
 
-    def to_internal_value(self, data):
+    def to_internal_value(self, data: Any) -> str:
         if not isinstance(data, str):
             self.fail("invalid")
         return super().to_internal_value(data)
 
 
-class NoUnknownFieldsMixin:
+class NoUnknownFieldsMixin(serializers.Serializer):
     """Refuse fields the client may not set, so a typo ("stdinn") is not silently ignored."""
 
-    def to_internal_value(self, data):
+    def to_internal_value(self, data: Any) -> Any:
         if isinstance(data, dict):
             writable = [name for name, field in self.fields.items() if not field.read_only]
             errors = {
@@ -56,7 +60,7 @@ class ExecuteSerializer(NoUnknownFieldsMixin, serializers.Serializer):
         help_text="Text the script reads from standard input.",
     )
 
-    def validate(self, attrs):
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         errors = submission_errors(
             attrs.get("script", ""), attrs.get("python_version", ""), attrs.get("stdin", "")
         )
@@ -86,8 +90,8 @@ class ExecutionLinksSerializer(serializers.Serializer):
     retry = serializers.URLField()
 
 
-def execution_links(execution, request) -> dict:
-    def url(name):
+def execution_links(execution: Execution, request: Request | None) -> dict[str, str]:
+    def url(name: str) -> str:
         path = reverse(name, args=[execution.execution_id])
         return request.build_absolute_uri(path) if request else path
 
@@ -98,11 +102,13 @@ def execution_links(execution, request) -> dict:
     }
 
 
-class BuiltOnceMixin:
+class BuiltOnceMixin(serializers.ModelSerializer):
     """ModelSerializer works its fields out from the model for every instance it serializes,
     about a millisecond for an execution; work them out once per class, copy them after."""
 
-    def get_fields(self):
+    _built_fields: ClassVar[dict[str, Field]]  # set on each subclass by its first get_fields()
+
+    def get_fields(self) -> dict[str, Field]:
         cls = type(self)
         if "_built_fields" not in cls.__dict__:
             cls._built_fields = super().get_fields()
@@ -113,7 +119,7 @@ class ExecutionListSerializer(BuiltOnceMixin, serializers.ModelSerializer):
     """An execution without its input and output (history pages stay small)."""
 
     limits = LimitsSerializer(read_only=True)
-    retry_of = serializers.SlugRelatedField(
+    retry_of: serializers.SlugRelatedField[Execution] = serializers.SlugRelatedField(
         slug_field="execution_id", read_only=True, help_text="The execution this one re-runs."
     )
     links = serializers.SerializerMethodField()
@@ -144,7 +150,8 @@ class ExecutionListSerializer(BuiltOnceMixin, serializers.ModelSerializer):
         ]
         read_only_fields = fields
 
-    def get_links(self, execution) -> ExecutionLinksSerializer:
+    @extend_schema_field(ExecutionLinksSerializer)
+    def get_links(self, execution: Execution) -> dict[str, str]:
         return execution_links(execution, self.context.get("request"))
 
 
@@ -174,7 +181,8 @@ class AcceptedSerializer(BuiltOnceMixin, serializers.ModelSerializer):
         fields = ["execution_id", "status", "links"]
         read_only_fields = fields
 
-    def get_links(self, execution) -> ExecutionLinksSerializer:
+    @extend_schema_field(ExecutionLinksSerializer)
+    def get_links(self, execution: Execution) -> dict[str, str]:
         return execution_links(execution, self.context.get("request"))
 
 
@@ -221,7 +229,7 @@ class SavedScriptSerializer(NoUnknownFieldsMixin, serializers.ModelSerializer):
         ]
         read_only_fields = ["script_id", "created_at", "updated_at"]
 
-    def validate_name(self, value):
+    def validate_name(self, value: str) -> str:
         owner = self.context["request"].user
         taken = SavedScript.objects.filter(owner=owner, name=value)
         if self.instance is not None:
@@ -232,11 +240,11 @@ class SavedScriptSerializer(NoUnknownFieldsMixin, serializers.ModelSerializer):
             )
         return value
 
-    def validate(self, attrs):
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         script = attrs.get("script", self.instance.script if self.instance else "")
         version = attrs.get("python_version", self.instance.python_version if self.instance else "")
-        errors = submission_errors(script, version, "")
-        errors = {k: [v] for k, v in errors.items() if k in ("script", "python_version")}
+        problems = submission_errors(script, version, "")
+        errors = {k: [v] for k, v in problems.items() if k in ("script", "python_version")}
         if errors:
             raise serializers.ValidationError(errors)
         return attrs

@@ -5,19 +5,22 @@ Each page is one template; the fragments HTMX swaps are {% partialdef %}s in it,
 """
 
 import uuid
+from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.db.models import Q
-from django.http import Http404, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 from django_htmx.http import push_url, reswap, retarget, trigger_client_event
+from django_htmx.middleware import HtmxDetails
 
+from accounts.models import User
 from executions import examples, limits, runtimes
 from executions.forms import HistoryFilter, RenameScriptForm, RunForm, SaveScriptForm
-from executions.models import Execution, SavedScript, submission_errors
+from executions.models import Execution, ExecutionQuerySet, SavedScript, submission_errors
 from executions.throttling import check_submission, client_ip
 
 PAGE_SIZE = 20
@@ -28,10 +31,22 @@ STARTER_SCRIPT = (
 )
 
 
+class HtmxHttpRequest(HttpRequest):
+    """A request through HtmxMiddleware, which sets request.htmx."""
+
+    htmx: HtmxDetails
+
+
+class AuthenticatedHttpRequest(HtmxHttpRequest):
+    """A request that @login_required let through: its user is never anonymous."""
+
+    user: User
+
+
 # --- who may see what ---------------------------------------------------------------------
 
 
-def visible_executions(request):
+def visible_executions(request: HttpRequest) -> ExecutionQuerySet:
     """Runs this request may open: anonymous ones by their id, and the user's own."""
     visible = Q(owner=None)
     if request.user.is_authenticated:
@@ -39,7 +54,7 @@ def visible_executions(request):
     return Execution.objects.filter(visible)
 
 
-def can_control(request, execution: Execution) -> bool:
+def can_control(request: HttpRequest, execution: Execution) -> bool:
     """Cancel rights: the owner, or the browser session that started an anonymous run."""
     if execution.owner_id is not None:
         return request.user.is_authenticated and execution.owner_id == request.user.pk
@@ -47,7 +62,7 @@ def can_control(request, execution: Execution) -> bool:
     return bool(key) and execution.session_key == key
 
 
-def caller_fields(request) -> dict:
+def caller_fields(request: HttpRequest) -> dict[str, Any]:
     """Who a new run belongs to; an anonymous run is listed for this browser's session."""
     if request.user.is_authenticated:
         return {"owner": request.user, "session_key": "", "client_ip": client_ip(request)}
@@ -67,7 +82,7 @@ def parse_uuid(value: str) -> uuid.UUID:
 # --- examples -----------------------------------------------------------------------------
 
 
-def find_example(slug: str) -> dict:
+def find_example(slug: str) -> dict[str, Any]:
     found = examples.get(slug)
     if found is None:
         raise Http404("No such example.")
@@ -75,7 +90,7 @@ def find_example(slug: str) -> dict:
 
 
 @require_safe
-def example(request, slug):
+def example(request: HttpRequest, slug: str) -> JsonResponse:
     """One example as JSON, for the editor's examples menu."""
     found = find_example(slug)
     return JsonResponse(
@@ -92,7 +107,7 @@ def example(request, slug):
 # --- editor and runs ----------------------------------------------------------------------
 
 
-def editor_initial(request) -> dict:
+def editor_initial(request: HttpRequest) -> dict[str, Any]:
     """What the editor opens with: ?from=<execution>, ?script=<saved script>, ?example=<slug>."""
     if "from" in request.GET:
         source = get_object_or_404(
@@ -115,7 +130,7 @@ def editor_initial(request) -> dict:
     return {"script": STARTER_SCRIPT, "python_version": ""}
 
 
-def editor_context(request, form: RunForm, **extra) -> dict:
+def editor_context(request: HttpRequest, form: RunForm, **extra: Any) -> dict[str, Any]:
     version = form["python_version"].value() or runtimes.default_version()
     return {
         "form": form,
@@ -128,7 +143,7 @@ def editor_context(request, form: RunForm, **extra) -> dict:
 
 
 @require_safe
-def editor(request):
+def editor(request: HttpRequest) -> HttpResponse:
     initial = editor_initial(request)
     form = RunForm(initial=initial)
     source = initial.get("execution")
@@ -142,7 +157,7 @@ def editor(request):
     return render(request, "executions/editor.html", context)
 
 
-def editor_errors(request, form: RunForm, status: int = 400) -> HttpResponse:
+def editor_errors(request: HtmxHttpRequest, form: RunForm, status: int = 400) -> HttpResponse:
     """Bad input or a refusal: the message next to the editor, never an error page."""
     if request.htmx:
         response = render(
@@ -153,7 +168,7 @@ def editor_errors(request, form: RunForm, status: int = 400) -> HttpResponse:
 
 
 @require_POST
-def run(request):
+def run(request: HtmxHttpRequest) -> HttpResponse:
     form = RunForm(request.POST)
     if not form.is_valid():
         return editor_errors(request, form, status=400)
@@ -178,7 +193,7 @@ def run(request):
 
 
 @require_safe
-def execution_detail(request, execution_id):
+def execution_detail(request: HtmxHttpRequest, execution_id: uuid.UUID) -> HttpResponse:
     execution = get_object_or_404(visible_executions(request), execution_id=execution_id)
     context = {"execution": execution, "can_control": can_control(request, execution)}
     if request.htmx:
@@ -187,7 +202,7 @@ def execution_detail(request, execution_id):
 
 
 @require_POST
-def cancel(request, execution_id):
+def cancel(request: HtmxHttpRequest, execution_id: uuid.UUID) -> HttpResponse:
     execution = get_object_or_404(visible_executions(request), execution_id=execution_id)
     if not can_control(request, execution):
         raise Http404("No such execution.")
@@ -206,7 +221,7 @@ def cancel(request, execution_id):
 
 
 @require_POST
-def retry(request, execution_id):
+def retry(request: HtmxHttpRequest, execution_id: uuid.UUID) -> HttpResponse:
     """Run again: the same script, version and input, as a new run of this caller's."""
     old = get_object_or_404(visible_executions(request), execution_id=execution_id)
     problems = list(submission_errors(old.script, old.python_version, old.stdin).values())
@@ -240,7 +255,7 @@ def retry(request, execution_id):
 
 
 @require_safe
-def history(request):
+def history(request: HtmxHttpRequest) -> HttpResponse:
     if request.user.is_authenticated:
         runs = Execution.objects.for_user(request.user)
     elif request.session.session_key:
@@ -274,18 +289,18 @@ def history(request):
 # --- saved scripts ------------------------------------------------------------------------
 
 
-def owned_script(request, script_id) -> SavedScript:
+def owned_script(request: AuthenticatedHttpRequest, script_id: uuid.UUID) -> SavedScript:
     return get_object_or_404(SavedScript, owner=request.user, script_id=script_id)
 
 
-def saved_from_editor(request, saved: SavedScript) -> HttpResponse:
+def saved_from_editor(request: HttpRequest, saved: SavedScript) -> HttpResponse:
     response = render(request, "executions/scripts.html#saved", {"saved": saved})
     return trigger_client_event(response, "script-saved", {"name": saved.name})
 
 
 @login_required
 @require_http_methods(["GET", "HEAD", "POST"])
-def scripts(request):
+def scripts(request: AuthenticatedHttpRequest) -> HttpResponse:
     """The user's saved scripts; POST saves the editor's content as a new one."""
     form = SaveScriptForm(owner=request.user)
     status = 200
@@ -310,7 +325,7 @@ def scripts(request):
 
 @login_required
 @require_http_methods(["GET", "HEAD", "POST"])
-def script_detail(request, script_id):
+def script_detail(request: AuthenticatedHttpRequest, script_id: uuid.UUID) -> HttpResponse:
     """A saved script. POST renames it, or, from the editor (with a script), saves changes."""
     saved = owned_script(request, script_id)
     from_editor = "script" in request.POST
@@ -341,7 +356,7 @@ def script_detail(request, script_id):
 
 @login_required
 @require_POST
-def script_duplicate(request, script_id):
+def script_duplicate(request: AuthenticatedHttpRequest, script_id: uuid.UUID) -> HttpResponse:
     saved = owned_script(request, script_id)
     names = set(request.user.scripts.values_list("name", flat=True))
     base = f"{saved.name} (copy)"[:90]
@@ -361,7 +376,7 @@ def script_duplicate(request, script_id):
 
 @login_required
 @require_POST
-def script_delete(request, script_id):
+def script_delete(request: AuthenticatedHttpRequest, script_id: uuid.UUID) -> HttpResponse:
     saved = owned_script(request, script_id)
     saved.delete()
     if request.htmx:

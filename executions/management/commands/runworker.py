@@ -12,12 +12,14 @@ import socket
 import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import timedelta
+from types import FrameType
+from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandParser
 from django.db import close_old_connections, connection
 from django.utils import timezone
 
@@ -36,13 +38,13 @@ RECOVER_S = 2.0  # how often expired leases are looked for
 class InFlight:
     execution: Execution
     cancel: threading.Event = field(default_factory=threading.Event)
-    future: object = None
+    future: Future[None] | None = None  # set as soon as the run is handed to the pool
 
 
 class Command(BaseCommand):
     help = "Run queued executions in sandboxes (the worker process)."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--concurrency",
             type=int,
@@ -65,12 +67,12 @@ class Command(BaseCommand):
             help="Override EXECUTION_BACKEND.",
         )
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.shutdown = threading.Event()  # set by SIGTERM/SIGINT, or by a test
         self.wakeup = threading.Event()
 
-    def handle(self, *args, **options):
+    def handle(self, *args: Any, **options: Any) -> None:
         self.concurrency = max(1, options["concurrency"])
         self.once = options["once"]
         self.name = options["name"] or (
@@ -112,7 +114,7 @@ class Command(BaseCommand):
             connection.close()
             log.info("worker %s stopped", self.name)
 
-    def on_signal(self, signum, frame):
+    def on_signal(self, signum: int, frame: FrameType | None) -> None:
         if self.shutdown.is_set():
             # A second signal: stop waiting for in-flight runs.
             for job in list(self.in_flight.values()):
@@ -120,7 +122,7 @@ class Command(BaseCommand):
         self.shutdown.set()
         self.wakeup.set()
 
-    def loop(self):
+    def loop(self) -> None:
         poll = settings.WORKER_POLL_S
         while not self.shutdown.is_set():
             found = self.handle_one()
@@ -145,13 +147,13 @@ class Command(BaseCommand):
             with self.lock:
                 self.in_flight[execution.pk] = job
             job.future = self.pool.submit(self.run, job)
-            if execution.created_at:
+            if execution.created_at and execution.started_at:  # claim() set started_at
                 wait_s = (execution.started_at - execution.created_at).total_seconds()
                 metrics.QUEUE_WAIT.observe(max(0.0, wait_s))
         metrics.IN_FLIGHT.set(len(self.in_flight))
         return bool(claimed)
 
-    def maybe_heartbeat(self):
+    def maybe_heartbeat(self) -> None:
         now = time.monotonic()
         if now < self.next_heartbeat:
             return
@@ -161,7 +163,7 @@ class Command(BaseCommand):
         close_old_connections()
         self.heartbeat()
 
-    def heartbeat(self):
+    def heartbeat(self) -> None:
         """Extend our leases, and cancel runs whose owner asked or that are no longer ours."""
         ids = list(self.in_flight)
         if ids:
@@ -179,7 +181,7 @@ class Command(BaseCommand):
             seen_at=timezone.now(), in_flight=len(self.in_flight)
         )
 
-    def maybe_recover(self):
+    def maybe_recover(self) -> None:
         now = time.monotonic()
         if now < self.next_recover:
             return
@@ -196,7 +198,7 @@ class Command(BaseCommand):
 
     # --- one run, in a pool thread ---------------------------------------------------------
 
-    def run(self, job: InFlight):
+    def run(self, job: InFlight) -> None:
         execution = job.execution
         try:
             result = self.sandbox(execution, job.cancel)
@@ -253,7 +255,7 @@ class Command(BaseCommand):
         )
         return result
 
-    def record(self, execution: Execution, result: RunResult):
+    def record(self, execution: Execution, result: RunResult) -> None:
         metrics.FINISHED.labels(
             status=result.status,
             error_type=result.error_type or "",
@@ -269,7 +271,7 @@ class Command(BaseCommand):
 
     # --- start and stop --------------------------------------------------------------------
 
-    def register(self):
+    def register(self) -> None:
         Worker.objects.update_or_create(
             name=self.name,
             defaults=dict(
@@ -281,7 +283,7 @@ class Command(BaseCommand):
             ),
         )
 
-    def reap(self):
+    def reap(self) -> None:
         """Remove sandboxes an earlier crash left behind, sparing runs other workers hold."""
         live = Execution.objects.running().filter(lease_expires_at__gte=timezone.now())
         live_ids = {str(u) for u in live.values_list("execution_id", flat=True)}
@@ -293,27 +295,29 @@ class Command(BaseCommand):
         if removed:
             log.warning("removed %d sandboxes left behind by an earlier worker", removed)
 
-    def drain(self):
+    def drain(self) -> None:
         """Stop claiming; let in-flight runs finish (they are bounded by their wall time).
 
         Leases keep being extended and cancel requests passed on while we wait; runs still
         going after the bound (or after a second signal) are cancelled.
         """
         jobs = list(self.in_flight.values())
+        # Every job has its future: handle_one() runs on this thread and sets it at once.
+        futures = [j.future for j in jobs if j.future is not None]
         if jobs:
             log.info("waiting for %d runs to finish", len(jobs))
             deadline = time.monotonic() + max(j.execution.run_limits.wall_time_s for j in jobs)
             deadline += 10
             while self.in_flight and time.monotonic() < deadline:
                 self.heartbeat()
-                wait([j.future for j in jobs], timeout=HEARTBEAT_S)
+                wait(futures, timeout=HEARTBEAT_S)
             for job in jobs:
                 job.cancel.set()
-            wait([j.future for j in jobs], timeout=10)
+            wait(futures, timeout=10)
         self.close_pool_connections()
         self.pool.shutdown(wait=True, cancel_futures=True)
 
-    def close_pool_connections(self):
+    def close_pool_connections(self) -> None:
         """Close each pool thread's database connection (they are thread-local).
 
         One task per thread, held at a barrier until all are running, so each lands on a
@@ -321,7 +325,7 @@ class Command(BaseCommand):
         """
         barrier = threading.Barrier(self.concurrency)
 
-        def close():
+        def close() -> None:
             try:
                 barrier.wait(timeout=5)
             except threading.BrokenBarrierError:
