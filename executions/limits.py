@@ -1,8 +1,9 @@
-"""The limits every run is held to, from settings.LIMITS (which reads the environment)."""
+"""The limits every run is held to, from settings.LIMITS (which reads the environment).
+
+The sandbox imports Limits, so Django is imported only where settings are read.
+"""
 
 from dataclasses import asdict, dataclass
-
-from django.conf import settings
 
 KIB = 1024
 MIB = 1024 * 1024
@@ -58,6 +59,8 @@ def human_bytes(n: int) -> str:
 
 def current() -> Limits:
     """The limits in force now."""
+    from django.conf import settings
+
     c = settings.LIMITS
     return Limits(
         wall_time_s=float(c["wall_time_s"]),

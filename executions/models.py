@@ -187,6 +187,8 @@ class Execution(models.Model):
         TIMEOUT = "timeout"
         MEMORY_LIMIT = "memory_limit", "memory limit"
         OUTPUT_LIMIT = "output_limit", "output limit"
+        PROCESS_LIMIT = "process_limit", "process limit"
+        DISK_LIMIT = "disk_limit", "disk limit"
         SYSTEM_ERROR = "system_error", "system error"
         CANCELLED = "cancelled"
 

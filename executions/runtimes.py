@@ -9,11 +9,12 @@ import os
 import re
 import shutil
 import subprocess
-from dataclasses import dataclass
 from functools import cache
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+
+from executions.sandbox.contract import Runtime
 
 SUPPORTED = ("3.8", "3.9", "3.10", "3.11", "3.12", "3.13")
 
@@ -24,19 +25,6 @@ class UnknownVersion(ValueError):
         self.available = available
         listed = ", ".join(available) or "none"
         super().__init__(f"Python {version!r} is not available. Available versions: {listed}.")
-
-
-@dataclass(frozen=True)
-class Runtime:
-    version: str  # "3.12"
-    executable: str = ""  # local interpreter path
-    image: str = ""  # container image for the kubernetes backend
-
-    @property
-    def prefix(self) -> str:
-        """The interpreter's installation prefix (what the sandbox must bind read-only)."""
-        real = os.path.realpath(self.executable)
-        return os.path.dirname(os.path.dirname(real))
 
 
 def version_key(version: str) -> tuple[int, ...]:

@@ -3,12 +3,15 @@
 Every default makes a fresh clone run on one machine: SQLite, the local sandbox, DEBUG on.
 """
 
+import hashlib
 import os
 from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+
+from executions.sandbox.local.uids import parse_range as parse_uid_range
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -200,10 +203,20 @@ LIMITS = {
     "cpu_limit": env("K8S_CPU_LIMIT", "1000m"),
 }
 
-# Where the local sandbox keeps per-run state (cgroups are named after this installation).
-SANDBOX_NAME = env("SANDBOX_NAME", "integr8s")
-# When the worker runs as root, sandboxes run as this unprivileged host uid/gid (never 0).
-SANDBOX_HOST_UID = env_number("SANDBOX_HOST_UID", 65534, 1)
+# This installation's name: its run cgroups (and pods) carry it, and start-up clean-up touches
+# only what carries it. Two installations on one host (two checkouts, or one site and its
+# tests) must differ: the default is made from this checkout's path and its database.
+SANDBOX_NAME = env(
+    "SANDBOX_NAME",
+    "integr8s-" + hashlib.sha256(f"{BASE_DIR}|{DATABASE_URL}".encode()).hexdigest()[:8],
+)
+# When the worker runs as root, each sandbox runs as an unprivileged host uid of its own from
+# this range (kernel quotas kept per uid are then per run); every worker on the host shares it.
+SANDBOX_HOST_UIDS = env("SANDBOX_HOST_UIDS", "600000-600999")
+try:
+    parse_uid_range(SANDBOX_HOST_UIDS)
+except ValueError as exc:
+    raise ImproperlyConfigured(f"SANDBOX_HOST_UIDS: {exc}") from None
 
 # Kubernetes backend.
 K8S_NAMESPACE = env("K8S_NAMESPACE", "integr8s-executions")

@@ -1,6 +1,30 @@
+import contextlib
+import glob
+import os
+
 import pytest
+from django.conf import settings as django_settings
 from django.core.cache import cache
 from rest_framework.test import APIClient
+
+# This test run is an installation of its own: its sandboxes' cgroups carry a name no running
+# site (and no other test run) has, so neither's clean-up touches the other's runs. Workers
+# the tests start as processes inherit it through the environment.
+SANDBOX_TEST_NAME = f"integr8s-test-{os.getpid()}"
+os.environ["SANDBOX_NAME"] = SANDBOX_TEST_NAME
+django_settings.SANDBOX_NAME = SANDBOX_TEST_NAME
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Remove this run's (empty by now) cgroup directories."""
+    for base in glob.glob(f"/sys/fs/cgroup/*/{SANDBOX_TEST_NAME}") + glob.glob(
+        f"/sys/fs/cgroup/{SANDBOX_TEST_NAME}"
+    ):
+        for leftover in glob.glob(f"{base}/*/"):
+            with contextlib.suppress(OSError):
+                os.rmdir(leftover)
+        with contextlib.suppress(OSError):
+            os.rmdir(base)
 
 
 @pytest.fixture(autouse=True)

@@ -7,7 +7,7 @@ import pytest
 
 from executions.limits import Limits
 from executions.runtimes import Runtime
-from executions.sandbox.base import RunSpec
+from executions.sandbox.contract import RunSpec
 from executions.sandbox.kubernetes import KubernetesBackend, log_cap, parse_envelope
 from tests.k8s.fake import (
     NAMESPACE,

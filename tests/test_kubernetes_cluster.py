@@ -49,7 +49,7 @@ def runtime():
 
 @pytest.mark.parametrize("case", [c for c in CASES if not c.host_checks], ids=lambda c: c.name)
 def test_hostile(case, backend, runtime):
-    from executions.sandbox.base import RunSpec
+    from executions.sandbox.contract import RunSpec
 
     def run(script, limits, stdin):
         spec = RunSpec(script=script, runtime=runtime, limits=limits, stdin=stdin, run_id="")

@@ -7,9 +7,9 @@ import pytest
 
 from executions.limits import MIB, Limits
 from executions.runtimes import Runtime
-from executions.sandbox.base import RunSpec
-from executions.sandbox.k8s_wrapper import parse_limits
-from executions.sandbox.kubernetes import WRAPPER_SOURCE, KubernetesBackend
+from executions.sandbox.contract import RunSpec
+from executions.sandbox.kubernetes import WRAPPER_SOURCE, KubernetesBackend, from_settings
+from executions.sandbox.kubernetes.wrapper import parse_limits
 
 K8S_VERSION = kubernetes_validate.utils.latest_version()
 RUN_ID = "5f0c7a52-1b2e-4c1d-9a65-0123456789ab"
@@ -125,7 +125,7 @@ def test_settings_configure_the_backend(settings):
     settings.K8S_NODE_SELECTOR = "a=1,b=2"
     settings.K8S_HOST_USERS = False
     settings.SANDBOX_NAME = "blue"
-    pod = KubernetesBackend(api=object()).manifests(
+    pod = from_settings(settings, api=object()).manifests(
         RunSpec(script="", runtime=Runtime("3.11"), limits=Limits(), run_id=RUN_ID)
     )[0]
     assert pod["metadata"]["namespace"] == "runs"

@@ -4,7 +4,7 @@ import pytest
 
 from executions.limits import MIB, Limits
 from executions.runtimes import Runtime
-from executions.sandbox.base import RunSpec
+from executions.sandbox.contract import RunSpec
 from executions.sandbox.kubernetes import KubernetesBackend
 from tests.hostile.cases import CASES, HostContext, check_case
 from tests.k8s.podman import IMAGE, play, unavailable

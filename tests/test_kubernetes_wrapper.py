@@ -37,8 +37,7 @@ import pytest
 
 from executions.limits import MIB, Limits
 from executions.runtimes import Runtime
-from executions.sandbox import k8s_wrapper
-from executions.sandbox.base import (
+from executions.sandbox.contract import (
     COMPLETED,
     FAILED,
     MEMORY_LIMIT,
@@ -56,6 +55,7 @@ from executions.sandbox.kubernetes import (
     log_cap,
     parse_envelope,
 )
+from executions.sandbox.kubernetes import wrapper as k8s_wrapper
 
 WRAPPER = Path(k8s_wrapper.__file__).resolve()
 RUNTIME = Runtime("3.13", image="python:3.13-slim")
@@ -69,7 +69,7 @@ ROOT = os.geteuid() == 0
 # Runs the wrapper file as __main__, as `python3 wrapper.py` does, after making the modules
 # named in argv[2] unimportable and running the setup code in argv[3] (fault injection). The
 # __spec__ names it as the module it is in the source tree: coverage.py knows a script's
-# __main__ only by its file name, so --cov=executions.sandbox.k8s_wrapper would not match it.
+# __main__ only by its file name, so --cov=executions.sandbox.kubernetes.wrapper would not match it.
 LAUNCHER = """\
 import importlib.util, sys
 path, hidden, setup = sys.argv[1:4]
@@ -79,7 +79,7 @@ exec(setup, {})
 sys.argv = [path]
 with open(path) as f:
     code = compile(f.read(), path, "exec")
-spec = importlib.util.spec_from_file_location("executions.sandbox.k8s_wrapper", path)
+spec = importlib.util.spec_from_file_location("executions.sandbox.kubernetes.wrapper", path)
 main = {"__name__": "__main__", "__file__": path, "__spec__": spec, "__builtins__": __builtins__}
 exec(code, main)
 """
@@ -422,7 +422,7 @@ def test_output_limit_on_one_stream(run, stream):
     r = run(SPEW.format(stream=stream, char="a"), output_bytes=10_000)
     assert r.elapsed < 10  # stopped, not left to sleep
     assert r.result.status == FAILED and r.result.error_type == OUTPUT_LIMIT
-    assert r.result.reason.startswith("The script printed more than the 9 KiB output limit")
+    assert r.result.reason.startswith("Stopped: printed more than 10000 bytes of output")
     assert r.envelope["reason"] == "output_limit" and r.envelope["signal"] == signal.SIGKILL
     printed, other = (r.result.output, r.result.errors)[:: 1 if stream == "stdout" else -1]
     truncated = (r.result.output_truncated, r.result.errors_truncated)
@@ -495,7 +495,7 @@ def test_output_over_the_limit_read_after_the_script_exited_is_still_the_limit(r
 def test_cpu_time_limit(run):
     r = run("print('spinning', flush=True)\nwhile True:\n    pass\n", cpu_time_s=1, wall_time_s=20)
     assert r.result.status == TIMEOUT and r.result.error_type == TIMEOUT
-    assert r.result.reason == "The script used more than the 1 s CPU time limit."
+    assert r.result.reason == "Stopped: used more than 1 s of CPU time."
     assert r.envelope["reason"] == "cpu_time" and r.envelope["signal"] == signal.SIGXCPU
     assert r.result.output == "spinning\n"
     assert 600 <= r.result.cpu_time_ms <= 3000 and r.elapsed < 10
@@ -515,7 +515,7 @@ def test_wall_time_limit(run):
     script = "import time\nprint('waiting', flush=True)\ntime.sleep(30)\n"
     r = run(script, wall_time_s=0.5)
     assert r.result.status == TIMEOUT and r.result.error_type == TIMEOUT
-    assert r.result.reason == "The script ran longer than the 0.5 s time limit."
+    assert r.result.reason == "Stopped: ran longer than 0.5 s."
     assert r.envelope["reason"] == "wall_time" and r.envelope["signal"] == signal.SIGKILL
     assert r.result.output == "waiting\n"
     assert 500 <= r.result.wall_time_ms < 3000 and r.elapsed < 5

@@ -236,7 +236,7 @@ def test_docker_compose_runs_web_worker_and_postgres():
 def _spec():
     from executions.limits import Limits
     from executions.runtimes import Runtime
-    from executions.sandbox.base import RunSpec
+    from executions.sandbox.contract import RunSpec
 
     return RunSpec(
         script="pass", runtime=Runtime("3.12", image="python:3.12-slim"), limits=Limits()

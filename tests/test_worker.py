@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from django.core.management import call_command
+from django.db import DataError
 from django.utils import timezone
 
 from executions.models import Execution, Worker
@@ -97,7 +98,7 @@ def test_it_claims_each_execution_once():
 
 @pytest.mark.django_db
 def test_a_result_is_written_once():
-    from executions.sandbox.base import RunResult
+    from executions.sandbox.contract import RunResult
 
     execution = submit("print(1)")
     [claimed] = Execution.objects.claim("a", 10)
@@ -184,6 +185,41 @@ def test_once_runs_what_is_queued_and_exits():
     assert ok.wall_time_ms is not None and ok.started_at and ok.finished_at
     assert (broken.status, broken.exit_code, broken.error_type) == ("completed", 3, "script_error")
     assert Worker.objects.get().stopped_at is not None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_nul_bytes_in_output_are_stored_and_shown():
+    """PostgreSQL's text refuses NUL: it is stored as the symbol for NUL, on every database."""
+    execution = submit("import sys\nprint('a\\x00b')\nsys.stderr.write('c\\x00d')")
+
+    call_command("runworker", once=True, stdout=StringIO())
+
+    execution.refresh_from_db()
+    assert (execution.status, execution.error_type) == ("completed", None), execution.reason
+    assert (execution.output, execution.errors) == ("a\u2400b\n", "c\u2400d")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_result_the_database_refuses_fails_the_run_once(monkeypatch):
+    """Whatever makes the result write fail, the run ends with a reason, and is not left
+    running for recovery to run a second time."""
+    execution = submit("print('ran')")
+    real_finish = Execution.finish
+    calls = []
+
+    def refuse_first(self, result, worker=None):
+        calls.append(result.status)
+        if len(calls) == 1:
+            raise DataError("value too long for type character varying(20)")
+        return real_finish(self, result, worker=worker)
+
+    monkeypatch.setattr(Execution, "finish", refuse_first)
+    call_command("runworker", once=True, stdout=StringIO())
+
+    execution.refresh_from_db()
+    assert (execution.status, execution.error_type) == ("failed", "system_error")
+    assert "could not be stored" in execution.reason and "DataError" in execution.reason
+    assert execution.attempts == 1 and calls == ["completed", "failed"]
 
 
 @pytest.mark.django_db(transaction=True)

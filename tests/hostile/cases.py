@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 
 from executions.examples import VERSION_DEMO
 from executions.limits import MIB, Limits
-from executions.sandbox.base import RunResult
+from executions.sandbox.contract import RunResult
 
 # The seed's demo (the editor offers it as an example): match and TypeGuard, both 3.10+.
 SEED_DEMO = VERSION_DEMO
@@ -93,6 +93,11 @@ def _cpu_reason(result: RunResult, host: HostContext) -> None:
     assert "CPU" in result.reason or "longer than" in result.reason
 
 
+def _names_process_limit(result: RunResult, host: HostContext) -> None:
+    if result.status != "completed":
+        assert "process" in result.reason, result.reason
+
+
 def _quick(result: RunResult, host: HostContext) -> None:
     assert result.wall_time_ms is not None and result.wall_time_ms < 3000, result.wall_time_ms
 
@@ -113,9 +118,13 @@ CASES = [
                 "        pass",
             ]
         ),
-        status=("timeout", "completed"),
+        # Stopped at the wall clock, after fork had been refused at the process limit: the
+        # reason names the limit that held it.
+        status=("failed", "completed"),
+        error_type=("process_limit", None),
         limits={"wall_time_s": 2},
         host_checks=True,
+        check=lambda r, h: _names_process_limit(r, h),
     ),
     Case(
         "threads_bomb",
@@ -242,8 +251,11 @@ CASES = [
                 # the site) out of reach. Only addresses on this machine are tried: a broken
                 # sandbox must not send test traffic anywhere else.
                 "import socket",
-                "names = sorted(name for _, name in socket.if_nameindex())",
-                "print('SAFE' if names == ['lo'] else 'BREACH', 'interfaces', names)",
+                "try:",
+                "    names = sorted(name for _, name in socket.if_nameindex())",
+                "    print('SAFE' if names == ['lo'] else 'BREACH', 'interfaces', names)",
+                "except PermissionError:  # it needs an AF_INET socket: refused",
+                "    print('SAFE no interface list')",
                 "for port in (5432, 6379, 8000):",
                 "    try:",
                 "        socket.create_connection(('127.0.0.1', port), timeout=2).close()",
@@ -593,4 +605,322 @@ CASES = [
         stdin="only this\n",
         output_has=("SAFE 10 'only this\\n'",),
     ),
+    # --- the kernel boundary: memory outside the limit, interfaces no script needs -----------
+    Case(
+        "inet_socket_buffers_refused",
+        FAILS(
+            [
+                # cgroup v1 does not charge TCP/UDP buffers to the run: on loopback, queued
+                # datagrams held hundreds of MiB outside a 128 MiB limit. Sockets other than
+                # AF_UNIX are refused.
+                "import socket",
+                "for family in (socket.AF_INET, socket.AF_INET6):",
+                "    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):",
+                "        try:",
+                "            socket.socket(family, kind).close()",
+                "            print('BREACH opened', family, kind)",
+                "        except PermissionError:",
+                "            print('SAFE refused', family, kind)",
+            ]
+        ),
+        check=lambda r, h: _no_breach_lines(r, h, 4),
+    ),
+    Case(
+        "socket_families_refused",
+        FAILS(
+            [
+                "import socket",
+                "families = {'AF_NETLINK': 16, 'AF_PACKET': 17, 'AF_VSOCK': 40, 'AF_ALG': 38,",
+                "            'AF_KEY': 15, 'AF_BLUETOOTH': 31, 'AF_XDP': 44, 'AF_TIPC': 30}",
+                "for name, family in families.items():",
+                "    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM, socket.SOCK_RAW):",
+                "        try:",
+                "            socket.socket(family, kind).close()",
+                "            print('BREACH opened', name, kind)",
+                "        except PermissionError:",
+                "            pass",
+                "        except OSError as exc:",
+                "            print('BREACH not refused by the platform', name, kind, exc)",
+                "print('SAFE')",
+            ]
+        ),
+    ),
+    Case(
+        "unix_socket_buffers_are_charged",
+        FAILS(
+            [
+                # AF_UNIX is allowed because its buffers count against the run's memory.
+                "import socket",
+                "queued, pairs = 0, []",
+                "try:",
+                "    for _ in range(100):",
+                "        a, b = socket.socketpair()",
+                "        a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)",
+                "        a.setblocking(False)",
+                "        pairs.append((a, b))",
+                "        try:",
+                "            while True:",
+                "                queued += a.send(b'x' * 65536)",
+                "        except BlockingIOError:",
+                "            pass",
+                "except OSError as exc:",
+                "    print('stopped', type(exc).__name__)",
+                "print('SAFE queued', queued, flush=True)",
+            ]
+        ),
+        status=("completed", "failed"),
+        error_type=(None, "memory_limit"),
+        output_has=(),
+        check=lambda r, h: _queued_is_charged(r, h),
+    ),
+    Case(
+        "pipe_buffers_are_charged",
+        FAILS(
+            [
+                "import fcntl, os",
+                "queued, pipes = 0, []",
+                "try:",
+                "    for _ in range(120):",
+                "        r, w = os.pipe()",
+                "        fcntl.fcntl(w, 1031, 1 << 20)  # F_SETPIPE_SZ",
+                "        os.set_blocking(w, False)",
+                "        pipes.append((r, w))",
+                "        try:",
+                "            while True:",
+                "                queued += os.write(w, b'x' * 65536)",
+                "        except BlockingIOError:",
+                "            pass",
+                "except OSError as exc:",
+                "    print('stopped', type(exc).__name__)",
+                "print('SAFE queued', queued, flush=True)",
+            ]
+        ),
+        status=("completed", "failed"),
+        error_type=(None, "memory_limit"),
+        output_has=(),
+        check=lambda r, h: _queued_is_charged(r, h),
+    ),
+    Case(
+        "kernel_interfaces_refused",
+        FAILS(
+            [
+                # Each is called the way an exploit would start; the platform refuses each
+                # with EPERM (anything else means the call reached the kernel's code).
+                "import ctypes, errno, platform",
+                "libc = ctypes.CDLL(None, use_errno=True)",
+                "NR = {",
+                "    'x86_64': dict(io_uring_setup=425, userfaultfd=323, keyctl=250, add_key=248,",
+                "                   request_key=249, ptrace=101, process_vm_readv=310, kcmp=312,",
+                "                   memfd_secret=447, bpf=321, perf_event_open=298, unshare=272,",
+                "                   setns=308, mount=165, pidfd_getfd=438, open_by_handle_at=304,",
+                "                   init_module=175, kexec_load=246, fsopen=430),",
+                "    'aarch64': dict(io_uring_setup=425, userfaultfd=282, keyctl=219, add_key=217,",
+                "                   request_key=218, ptrace=117, process_vm_readv=270, kcmp=272,",
+                "                   memfd_secret=447, bpf=280, perf_event_open=241, unshare=97,",
+                "                   setns=268, mount=40, pidfd_getfd=438, open_by_handle_at=265,",
+                "                   init_module=105, kexec_load=104, fsopen=430),",
+                "}[platform.machine()]",
+                "buf = ctypes.create_string_buffer(256)",
+                "calls = {",
+                "    'io_uring_setup': (8, buf), 'userfaultfd': (0,),",
+                "    'keyctl': (0, -3, 0),  # KEYCTL_GET_KEYRING_ID of the session keyring",
+                "    'add_key': (b'user', b'integr8s', b'x', 1, -3),",
+                "    'request_key': (b'user', b'k', 0, 0),",
+                "    'ptrace': (16, 1, 0, 0),  # PTRACE_ATTACH to the sandbox's own init",
+                "    'process_vm_readv': (1, 0, 0, 0, 0, 0), 'kcmp': (1, 1, 0, 0, 0),",
+                "    'memfd_secret': (0,), 'bpf': (0, buf, 48),",
+                "    'perf_event_open': (buf, 0, -1, -1, 0), 'unshare': (0x10000000,),",
+                "    'setns': (0, 0), 'mount': (b'none', b'/tmp', b'tmpfs', 0, 0),",
+                "    'pidfd_getfd': (0, 0, 0), 'open_by_handle_at': (0, buf, 0),",
+                "    'init_module': (0, 0, 0), 'kexec_load': (0, 0, 0, 0),",
+                "    'fsopen': (b'tmpfs', 0),",
+                "}",
+                "for name, args in calls.items():",
+                "    ctypes.set_errno(0)",
+                "    ret = libc.syscall(NR[name], *args)",
+                "    err = ctypes.get_errno()",
+                "    if ret == -1 and err == errno.EPERM:",
+                "        print('SAFE', name)",
+                "    else:",
+                "        print('BREACH', name, ret, errno.errorcode.get(err, err))",
+            ]
+        ),
+        output_has=("SAFE io_uring_setup", "SAFE keyctl", "SAFE ptrace", "SAFE fsopen"),
+    ),
+    Case(
+        "ptrace_sandbox_init",
+        FAILS(
+            [
+                # The way out of an rlimits-only run: get code into bubblewrap's init (same
+                # uid: ptrace, or /proc/1/mem), clear its parent-death signal, outlive the run.
+                # ptrace is refused; init runs under the same filter as the script, and that
+                # filter refuses PR_SET_PDEATHSIG to both.
+                "import ctypes, errno",
+                "libc = ctypes.CDLL(None, use_errno=True)",
+                "for request in (16, 0x4206):  # PTRACE_ATTACH, PTRACE_SEIZE",
+                "    ret = libc.ptrace(request, 1, 0, 0)",
+                "    err = ctypes.get_errno()",
+                "    print('SAFE' if ret == -1 and err == errno.EPERM else 'BREACH', request, err)",
+                "ret = libc.prctl(1, 0, 0, 0, 0)  # PR_SET_PDEATHSIG, none",
+                "err = ctypes.get_errno()",
+                "print('SAFE' if ret == -1 and err == errno.EPERM else 'BREACH', 'pdeathsig', err)",
+                "status = dict(line.split(':', 1) for line in open('/proc/1/status'))",
+                "print('SAFE' if status['Seccomp'].strip() == '2' else 'BREACH init unfiltered')",
+            ]
+        ),
+        check=lambda r, h: _no_breach_lines(r, h, 4),
+    ),
+    Case(
+        "children_share_one_cpu_limit",
+        FAILS(
+            [
+                # Ten children each just under the 1 s limit used 7 s: the limit is the run's.
+                "import os, time",
+                "print('SAFE forking', flush=True)",
+                "for _ in range(10):",
+                "    if os.fork() == 0:",
+                "        while time.process_time() < 0.9:",
+                "            pass",
+                "        os._exit(0)",
+                "for _ in range(10):",
+                "    os.wait()",
+                "print('BREACH all ten finished')",
+            ]
+        ),
+        status=("timeout",),
+        error_type=("timeout",),
+        limits={"cpu_time_s": 1, "wall_time_s": 15},
+        check=lambda r, h: _cpu_within(r, h, 1000),
+    ),
+    # --- results a script cannot forge ----------------------------------------------------
+    Case(
+        "forged_sandbox_error",
+        "import sys\nsys.stderr.write('bwrap: Can\\'t mount proc\\nERROR forged log line\\n')\n"
+        "sys.exit(1)\n",
+        error_type=("script_error",),
+        output_has=(),
+    ),
+    Case(
+        "forged_launcher_error",
+        "import sys\nsys.stderr.write('sandbox: cannot join the cgroup\\n')\nsys.exit(125)\n",
+        error_type=("script_error",),
+        output_has=(),
+    ),
+    Case(
+        "forged_nsenter_error",
+        "import sys\nsys.stderr.write('nsenter: cannot open /proc/1/ns/mnt\\n')\nsys.exit(127)\n",
+        error_type=("script_error",),
+        output_has=(),
+    ),
+    Case(
+        "forged_memory_error",
+        "import sys\nsys.stderr.write('Traceback...\\nMemoryError\\n')\nsys.exit(1)\n",
+        error_type=("script_error",),
+        output_has=(),
+    ),
+    Case(
+        "forged_cpu_exit_code",
+        "import sys\nsys.exit(152)\n",
+        error_type=("script_error",),
+        output_has=(),
+        check=lambda r, h: _not_a_limit(r, h),
+    ),
+    Case(
+        "forged_sigxcpu",
+        "import os, signal\nos.kill(os.getpid(), signal.SIGXCPU)\n",
+        error_type=("script_error",),
+        output_has=(),
+        check=lambda r, h: _not_a_limit(r, h),
+    ),
+    Case(
+        "forged_oom_kill",
+        "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n",
+        error_type=("script_error",),
+        output_has=(),
+        check=lambda r, h: _not_a_limit(r, h),
+    ),
+    # --- what is stored -------------------------------------------------------------------
+    Case(
+        "invalid_utf8_flood",
+        "import sys\nsys.stdout.buffer.write(b'\\xff' * (1024 * 1024))\nsys.stdout.flush()\n",
+        status=("failed",),
+        error_type=("output_limit",),
+        output_has=(),
+        check=lambda r, h: _output_capped(r, h),
+    ),
+    Case(
+        "nul_bytes_are_kept_visible",
+        "import sys\nsys.stdout.write('SAFE a\\x00b\\n')\nsys.stderr.write('c\\x00d\\n')\n",
+        output_has=("SAFE a\u2400b",),
+        check=lambda r, h: _no_nul(r, h),
+    ),
+    # --- host information -----------------------------------------------------------------
+    Case(
+        "host_identity_masked",
+        FAILS(
+            [
+                "paths = ['/proc/cmdline', '/proc/sys/kernel/random/boot_id', '/proc/config.gz',",
+                "         '/proc/kallsyms', '/proc/modules', '/proc/sys/kernel/hostname',",
+                "         '/proc/partitions', '/proc/diskstats', '/proc/iomem', '/proc/keys']",
+                "for path in paths:",
+                "    try:",
+                "        with open(path, 'rb') as f:",
+                "            data = f.read(4096)",
+                "        print('SAFE empty' if not data else 'READ', path, data[:200])",
+                "    except OSError as exc:",
+                "        print('SAFE', path, type(exc).__name__)",
+            ]
+        ),
+        check=lambda r, h: _host_identity_hidden(r, h),
+    ),
+    Case(
+        "host_configuration_under_usr_covered",
+        FAILS(
+            [
+                "import os",
+                "for path in ('/usr/local/etc', '/usr/local/share', '/usr/src', '/usr/local/lib'):",
+                "    try:",
+                "        left = os.listdir(path)",
+                "    except OSError:",
+                "        left = []",
+                "    print('BREACH' if left else 'SAFE', path, left[:5])",
+            ]
+        ),
+    ),
 ]
+
+
+def _no_breach_lines(result: RunResult, host: HostContext, safe: int) -> None:
+    assert result.output.count("SAFE") == safe, result.output
+
+
+def _queued_is_charged(result: RunResult, host: HostContext) -> None:
+    """Kernel buffers the script filled count against its memory: it was stopped at the
+    limit, or the peak the platform measured covers what it queued."""
+    if result.status == "failed":
+        return
+    queued = int(result.output.split("SAFE queued ")[1].split()[0])
+    assert result.peak_memory_kb is not None
+    assert result.peak_memory_kb * 1024 >= queued * 0.9, (queued, result.peak_memory_kb)
+
+
+def _cpu_within(result: RunResult, host: HostContext, limit_ms: int) -> None:
+    assert "CPU" in result.reason, result.reason
+    assert result.cpu_time_ms is not None and result.cpu_time_ms <= limit_ms + 400, result
+
+
+def _not_a_limit(result: RunResult, host: HostContext) -> None:
+    assert "Stopped" not in result.reason and "limit" not in result.reason, result.reason
+
+
+def _no_nul(result: RunResult, host: HostContext) -> None:
+    assert "\x00" not in result.output + result.errors
+    assert "c\u2400d" in result.errors, result.errors
+
+
+def _host_identity_hidden(result: RunResult, host: HostContext) -> None:
+    assert "READ" not in result.output, result.output
+    for path in ("/proc/sys/kernel/random/boot_id", "/proc/cmdline"):
+        with open(path) as f:
+            secret = f.read().strip()
+        assert secret and secret not in result.output, path

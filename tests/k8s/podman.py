@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from executions.sandbox.base import RunResult, RunSpec
+from executions.sandbox.contract import RunResult, RunSpec
 
 IMAGE = "localhost/integr8s-python:3.11"
 

@@ -9,7 +9,7 @@ import uuid
 from django.core.management.base import BaseCommand, CommandError
 
 from executions import limits, runtimes
-from executions.sandbox.base import RunSpec
+from executions.sandbox.contract import RunSpec
 from executions.sandbox.local import LocalBackend
 
 TARGET_RATIO = 1.5

@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from executions import limits, runtimes
 from executions.sandbox import get_backend
-from executions.sandbox.base import RunSpec
+from executions.sandbox.contract import RunSpec
 
 
 class Command(BaseCommand):

@@ -20,13 +20,14 @@ from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
-from django.db import close_old_connections, connection
+from django.db import DatabaseError, close_old_connections, connection
 from django.utils import timezone
 
 from executions import metrics, notify, runtimes
 from executions.models import Execution, Worker
 from executions.sandbox import get_backend
-from executions.sandbox.base import CANCELLED, RunResult, RunSpec, system_error
+from executions.sandbox.classify import platform_failure
+from executions.sandbox.contract import CANCELLED, RunResult, RunSpec
 
 log = logging.getLogger("integr8s.worker")
 
@@ -207,12 +208,9 @@ class Command(BaseCommand):
                 result.reason = next(iter(asked), "") or (
                     "Stopped because the worker running it was shut down."
                 )
-            if execution.finish(result, worker=self.name):
-                self.record(execution, result)
-            else:
-                log.warning("result for %s dropped: no longer ours", execution.execution_id)
+            self.store(execution, result)
         except Exception:
-            # The database went away mid-write: the lease expires and recovery re-runs it.
+            # The database went away for good: the lease expires and recovery re-runs it.
             log.exception("run %s could not be recorded", execution.execution_id)
             connection.close()  # the thread's next run connects afresh
         finally:
@@ -222,6 +220,34 @@ class Command(BaseCommand):
                 self.in_flight.pop(execution.pk, None)
             metrics.IN_FLIGHT.set(len(self.in_flight))
             self.wakeup.set()
+
+    def store(self, execution: Execution, result: RunResult) -> None:
+        """Write the result. If the database refuses it (whatever the reason), the run still
+        ends, once, as a platform failure that says so: it is not left running to be
+        recovered and run a second time."""
+        try:
+            stored = execution.finish(result, worker=self.name)
+        except DatabaseError as exc:
+            log.exception("run %s: the database refused its result", execution.execution_id)
+            connection.close()
+            result = RunResult(
+                status="failed",
+                error_type="system_error",
+                reason=(
+                    "The script ran, but its result could not be stored "
+                    f"({type(exc).__name__}). This is the platform's fault, not the script's."
+                ),
+                exit_code=result.exit_code,
+                wall_time_ms=result.wall_time_ms,
+                cpu_time_ms=result.cpu_time_ms,
+                peak_memory_kb=result.peak_memory_kb,
+                python_version=result.python_version,
+            )
+            stored = execution.finish(result, worker=self.name)
+        if stored:
+            self.record(execution, result)
+        else:
+            log.warning("result for %s dropped: no longer ours", execution.execution_id)
 
     def sandbox(self, execution: Execution, cancel: threading.Event) -> RunResult:
         try:
@@ -245,7 +271,7 @@ class Command(BaseCommand):
             result = self.backend.run(spec, cancel)
         except Exception as exc:
             log.exception("run %s: backend failed", spec.run_id)
-            return system_error(spec, f"The sandbox failed to run this script ({exc}).")
+            return platform_failure(spec, f"The sandbox failed to run this script ({exc}).")
         log.info(
             "run %s end status=%s error_type=%s wall_ms=%s",
             spec.run_id,

@@ -101,6 +101,22 @@ class RunCgroup:
         """(cpu_time_ms, peak_memory_kb, oom_killed)."""
         raise NotImplementedError
 
+    def rename(self, name: str) -> None:
+        """Give the group a new name (v1 only: a v2 group's processes cannot follow)."""
+        raise NotImplementedError
+
+    def cpu_ms(self) -> int | None:
+        """CPU time used so far by every process of the run, in ms (one file read)."""
+        raise NotImplementedError
+
+    def pids(self) -> list[int]:
+        return _pids(next(iter(self.dirs.values())))
+
+    def process_limit_hits(self) -> int:
+        """How often a fork or thread was refused at pids.max."""
+        directory = self.dirs.get("pids") or self.dirs.get("unified")
+        return _stat_field(_read(f"{directory}/pids.events"), "max") if directory else 0
+
     def remove(self) -> bool:
         self.kill()
         ok = True
@@ -155,12 +171,16 @@ class RunCgroupV1(RunCgroup):
                     _write(f"{freezer}/freezer.state", "THAWED")
             time.sleep(0.001)
 
-    def usage(self) -> tuple[int | None, int | None, bool]:
-        cpu = peak = None
-        oom = False
+    def cpu_ms(self) -> int | None:
         if "cpuacct" in self.dirs:
             with contextlib.suppress(ValueError):
-                cpu = int(_read(f"{self.dirs['cpuacct']}/cpuacct.usage")) // 1_000_000
+                return int(_read(f"{self.dirs['cpuacct']}/cpuacct.usage")) // 1_000_000
+        return None
+
+    def usage(self) -> tuple[int | None, int | None, bool]:
+        peak = None
+        oom = False
+        cpu = self.cpu_ms()
         if "memory" in self.dirs:
             mem = self.dirs["memory"]
             with contextlib.suppress(ValueError):
@@ -205,10 +225,13 @@ class RunCgroupV2(RunCgroup):
                 _write(f"{directory}/cgroup.freeze", "0")
             time.sleep(0.001)
 
+    def cpu_ms(self) -> int | None:
+        cpu_stat = _read(f"{self.dirs['unified']}/cpu.stat")
+        return _stat_field(cpu_stat, "usage_usec") // 1000 if cpu_stat else None
+
     def usage(self) -> tuple[int | None, int | None, bool]:
         directory = self.dirs["unified"]
-        cpu_stat = _read(f"{directory}/cpu.stat")
-        cpu = _stat_field(cpu_stat, "usage_usec") // 1000 if cpu_stat else None
+        cpu = self.cpu_ms()
         peak = None
         with contextlib.suppress(ValueError):
             peak = int(_read(f"{directory}/memory.peak")) // 1024

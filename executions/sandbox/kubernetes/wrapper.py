@@ -30,7 +30,7 @@ import time
 try:
     import resource
 except ImportError:  # python3-minimal
-    resource = None
+    resource = None  # type: ignore[assignment]  # the module may be absent: None says so
 
 CODE_DIR = "/integr8s"
 FLUSH_BYTES = 4096  # an envelope line per this much output, or per FLUSH_S of quiet

@@ -1,7 +1,7 @@
 """The kubernetes backend: every run is one Pod in a dedicated namespace.
 
 Per run: create the Pod, then a ConfigMap owned by it holding the script, its stdin and the
-in-pod wrapper (k8s_wrapper.py); watch the Pod (list, then watch from that resourceVersion,
+in-pod wrapper (wrapper.py); watch the Pod (list, then watch from that resourceVersion,
 resuming after 410 Gone or a dropped stream) to a terminal state; read its log with a byte cap;
 parse the wrapper's envelope; delete the Pod and ConfigMap whatever happened.
 
@@ -24,31 +24,21 @@ import secrets
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import urllib3
-from django.conf import settings
 from kubernetes import client
 from kubernetes import config as kube_config
 from kubernetes.client.rest import ApiException
 
-from executions.sandbox.base import (
-    CANCELLED,
-    COMPLETED,
-    FAILED,
-    MEMORY_LIMIT,
-    OUTPUT_LIMIT,
-    SCRIPT_ERROR,
-    TIMEOUT,
-    Backend,
-    RunResult,
-    RunSpec,
-    system_error,
-)
+from executions.sandbox.classify import result as classified
+from executions.sandbox.contract import Backend, Facts, RunResult, RunSpec
 
 log = logging.getLogger(__name__)
 
-WRAPPER_SOURCE = (Path(__file__).parent / "k8s_wrapper.py").read_text()
+WRAPPER_SOURCE = (Path(__file__).parent / "wrapper.py").read_text()
 APP_LABEL = "app.kubernetes.io/name"
 APP = "integr8s-execution"
 INSTALLATION_LABEL = "integr8s/installation"
@@ -148,35 +138,59 @@ def log_cap(spec: RunSpec) -> int:
     return math.ceil(lim.output_bytes * 4 / 3) + lines * 80 + 64 * 1024
 
 
+def from_settings(settings: Any, **overrides: Any) -> "KubernetesBackend":
+    options = dict(
+        namespace=settings.K8S_NAMESPACE,
+        installation=settings.SANDBOX_NAME,
+        runtime_class=settings.K8S_RUNTIME_CLASS,
+        node_selector=settings.K8S_NODE_SELECTOR,
+        tolerations=settings.K8S_TOLERATIONS,
+        start_timeout_s=settings.K8S_START_TIMEOUT_S,
+        host_users=settings.K8S_HOST_USERS,
+    )
+    return KubernetesBackend(**(options | overrides))
+
+
+def system_error(spec: RunSpec, reason: str, extra: dict | None = None) -> RunResult:
+    """A run the platform could not carry out; reason is a sentence a user understands."""
+    return classified(spec, Facts(platform_error=reason, extra=extra or {}), KubernetesBackend.name)
+
+
 class KubernetesBackend(Backend):
     name = "kubernetes"
 
-    def __init__(self, api=None, api_client=None, **options):
+    def __init__(
+        self,
+        api: Any = None,
+        api_client: Any = None,
+        namespace: str = "integr8s-executions",
+        installation: str = "integr8s",
+        runtime_class: str = "",
+        node_selector: dict[str, str] | str = "",
+        tolerations: list | str = "",
+        start_timeout_s: float = 60.0,
+        host_users: bool = True,
+    ):
         """api: a CoreV1Api, or api_client: an ApiClient (tests); else configured on first use.
-
-        options override settings: namespace, installation, runtime_class, node_selector,
-        tolerations, start_timeout_s, host_users.
-        """
+        installation names this installation's pods (the reaper touches only those)."""
         self._api = api or (client.CoreV1Api(api_client) if api_client else None)
         self._lock = threading.Lock()
-        tolerations = options.get("tolerations", settings.K8S_TOLERATIONS)
         if isinstance(tolerations, str):
             tolerations = json.loads(tolerations) if tolerations.strip() else []
-        node_selector = options.get("node_selector", settings.K8S_NODE_SELECTOR)
         if isinstance(node_selector, str):
             node_selector = parse_node_selector(node_selector)
-        self.namespace = options.get("namespace", settings.K8S_NAMESPACE)
-        self.installation = options.get("installation", settings.SANDBOX_NAME)
-        self.runtime_class = options.get("runtime_class", settings.K8S_RUNTIME_CLASS)
+        self.namespace = namespace
+        self.installation = installation
+        self.runtime_class = runtime_class
         self.node_selector = node_selector
         self.tolerations = tolerations
-        self.start_timeout_s = float(options.get("start_timeout_s", settings.K8S_START_TIMEOUT_S))
-        self.host_users = bool(options.get("host_users", settings.K8S_HOST_USERS))
+        self.start_timeout_s = float(start_timeout_s)
+        self.host_users = bool(host_users)
 
     # --- the API ------------------------------------------------------------------------------
 
     @property
-    def api(self):
+    def api(self) -> Any:
         if self._api is None:
             with self._lock:
                 if self._api is None:
@@ -188,7 +202,7 @@ class KubernetesBackend(Backend):
                     self._api = client.CoreV1Api(client.ApiClient(configuration))
         return self._api
 
-    def _call(self, method, *args, **kwargs):
+    def _call(self, method: str, *args: Any, **kwargs: Any) -> dict:
         """A raw API call: the decoded JSON body (dicts, not models)."""
         resp = getattr(self.api, method)(*args, _preload_content=False, **kwargs)
         try:
@@ -376,7 +390,9 @@ class KubernetesBackend(Backend):
             except Exception as exc:
                 log.warning("could not delete %s %s: %s", method, name, exc)
 
-    def _follow(self, spec, name, nonce, cancel, extra) -> RunResult:
+    def _follow(
+        self, spec: RunSpec, name: str, nonce: str, cancel: threading.Event, extra: dict
+    ) -> RunResult:
         started = time.monotonic()
         start_deadline = started + self.start_timeout_s
         run_deadline = None
@@ -400,13 +416,7 @@ class KubernetesBackend(Backend):
                     return system_error(spec, problem, extra=extra)
             if cancel.is_set():
                 self._delete(name)
-                return RunResult(
-                    status=CANCELLED,
-                    error_type=CANCELLED,
-                    reason="The run was cancelled.",
-                    python_version=spec.runtime.version,
-                    extra=extra,
-                )
+                return classified(spec, Facts(started=True, cancelled=True, extra=extra), self.name)
             if running_at is None and now > start_deadline:
                 waiting = self._waiting_reason(last_pod) if last_pod else ""
                 return system_error(
@@ -420,7 +430,7 @@ class KubernetesBackend(Backend):
                 return result
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _watch(self, spec, name, cancel):
+    def _watch(self, spec: RunSpec, name: str, cancel: threading.Event) -> Iterator[dict | None]:
         """Yield the pod each time it changes, and None at least every second (list + watch).
 
         Resumes from the last resourceVersion after a dropped stream, and lists again after
@@ -497,7 +507,7 @@ class KubernetesBackend(Backend):
                 yield None
 
     @staticmethod
-    def _events(resp):
+    def _events(resp: Any) -> Iterator[dict]:
         buffer = b""
         for chunk in resp.stream(amt=None, decode_content=False):
             buffer += chunk
@@ -585,127 +595,87 @@ class KubernetesBackend(Backend):
             return b"", False
         return data[:cap], len(data) >= cap
 
-    def _finish(self, spec, name, nonce, pod, extra, timed_out=False) -> RunResult:
+    def _finish(
+        self,
+        spec: RunSpec,
+        name: str,
+        nonce: str,
+        pod: dict | None,
+        extra: dict,
+        timed_out: bool = False,
+    ) -> RunResult:
         raw, log_full = self._read_log(spec, name)
         return self.classify(spec, pod, raw, nonce, extra, timed_out=timed_out, log_full=log_full)
 
     def classify(
-        self, spec, pod, raw, nonce, extra=None, timed_out=False, log_full=False
+        self,
+        spec: RunSpec,
+        pod: dict | None,
+        raw: bytes,
+        nonce: str,
+        extra: dict | None = None,
+        timed_out: bool = False,
+        log_full: bool = False,
     ) -> RunResult:
         """The run's result from its pod (as the API returns it) and its log."""
-        extra = extra or {}
-        out, err, result = parse_envelope(raw, nonce)
+        facts = self.facts(spec, pod, raw, nonce, extra, timed_out, log_full)
+        return classified(spec, facts, self.name)
+
+    def facts(
+        self,
+        spec: RunSpec,
+        pod: dict | None,
+        raw: bytes,
+        nonce: str,
+        extra: dict | None = None,
+        timed_out: bool = False,
+        log_full: bool = False,
+    ) -> Facts:
+        """What the pod's status and the wrapper's envelope say happened."""
+        out, err, envelope = parse_envelope(raw, nonce)
         status = (pod or {}).get("status") or {}
         terminated = (self._container(pod or {}).get("state") or {}).get("terminated") or {}
         exit_code = terminated.get("exitCode")
-        limits = spec.limits
-        base = dict(
-            output=out.decode("utf-8", "replace"),
-            errors=err.decode("utf-8", "replace"),
-            python_version=spec.runtime.version,
-            extra=extra | {"pod_reason": status.get("reason") or terminated.get("reason")},
+        facts = Facts(
+            started=True,
+            stdout=out,
+            stderr=err,
+            extra=(extra or {}) | {"pod_reason": status.get("reason") or terminated.get("reason")},
         )
-
-        if timed_out or status.get("reason") == "DeadlineExceeded":
-            return RunResult(
-                status=TIMEOUT,
-                error_type=TIMEOUT,
-                reason=f"The script ran longer than the {limits.wall_time_s:g} s time limit.",
-                wall_time_ms=int(limits.wall_time_s * 1000),
-                **base,
-            )
         # The wrapper's word counts only if it ended on its own: a forged result line from the
         # script cannot outlive a wrapper that was killed.
-        trusted = result is not None and exit_code == 0
-        if terminated.get("reason") == "OOMKilled" or (not trusted and exit_code == 137):
-            return self._memory(spec, base, result if trusted else None)
-        if not trusted:
+        trusted = envelope is not None and exit_code == 0
+        if envelope is not None and trusted:
+            facts.exit_code = envelope.get("exit_code")
+            facts.stdout_cut = bool(envelope.get("output_truncated"))
+            facts.stderr_cut = bool(envelope.get("errors_truncated"))
+            facts.wall_time_ms = envelope.get("wall_time_ms")
+            facts.cpu_time_ms = envelope.get("cpu_time_ms")
+            facts.peak_memory_kb = envelope.get("peak_memory_kb")
+            why = envelope.get("reason")
+            facts.output_capped = why == "output_limit"
+            facts.wall_timeout = why == "wall_time"
+            facts.cpu_exceeded = why == "cpu_time"
+            facts.oom_kills = int(why == "memory_limit")
+            facts.process_limit_hit = why == "process_limit"
+            if why == "terminated":
+                facts.platform_error = "The sandbox was stopped before the script finished."
+        if timed_out or status.get("reason") == "DeadlineExceeded":
+            facts.wall_timeout = True
+            facts.wall_time_ms = facts.wall_time_ms or int(spec.limits.wall_time_s * 1000)
+        elif terminated.get("reason") == "OOMKilled" or (not trusted and exit_code == 137):
+            facts.oom_kills = max(facts.oom_kills, 1)
+            facts.exit_code = facts.exit_code if trusted else 137
+        elif not trusted:
             if log_full:
-                return RunResult(
-                    status=FAILED,
-                    error_type=OUTPUT_LIMIT,
-                    output_truncated=True,
-                    reason="The script printed more than the output limit allows.",
-                    **base,
+                facts.output_capped = facts.stdout_cut = True
+            else:
+                detail = terminated.get("reason") or status.get("reason") or status.get("phase")
+                facts.platform_error = (
+                    f"The sandbox ended without reporting a result (exit code {exit_code},"
+                    f" {detail or 'no reason given'})."
                 )
-            detail = terminated.get("reason") or status.get("reason") or status.get("phase")
-            return system_error(
-                spec,
-                f"The sandbox ended without reporting a result (exit code {exit_code},"
-                f" {detail or 'no reason given'}).",
-                **{k: v for k, v in base.items() if k != "python_version"},
-            )
-
-        usage = dict(
-            exit_code=result.get("exit_code"),
-            output_truncated=bool(result.get("output_truncated")),
-            errors_truncated=bool(result.get("errors_truncated")),
-            wall_time_ms=result.get("wall_time_ms"),
-            cpu_time_ms=result.get("cpu_time_ms"),
-            peak_memory_kb=result.get("peak_memory_kb"),
-        )
-        why = result.get("reason")
-        if why == "output_limit":
-            return RunResult(
-                status=FAILED,
-                error_type=OUTPUT_LIMIT,
-                reason=(
-                    f"The script printed more than the {limits.output_bytes // 1024} KiB"
-                    " output limit; it was stopped and its output cut."
-                ),
-                **usage,
-                **base,
-            )
-        if why == "wall_time":
-            return RunResult(
-                status=TIMEOUT,
-                error_type=TIMEOUT,
-                reason=f"The script ran longer than the {limits.wall_time_s:g} s time limit.",
-                **usage,
-                **base,
-            )
-        if why == "cpu_time":
-            return RunResult(
-                status=TIMEOUT,
-                error_type=TIMEOUT,
-                reason=f"The script used more than the {limits.cpu_time_s:g} s CPU time limit.",
-                **usage,
-                **base,
-            )
-        if why == "memory_limit":
-            return self._memory(spec, base, result)
-        if why == "terminated":
-            return system_error(
-                spec,
-                "The sandbox was stopped before the script finished.",
-                **usage,
-                **{k: v for k, v in base.items() if k != "python_version"},
-            )
-        code = usage["exit_code"]
-        return RunResult(
-            status=COMPLETED,
-            error_type=None if code == 0 else SCRIPT_ERROR,
-            reason="" if code == 0 else f"The script exited with code {code}.",
-            **usage,
-            **base,
-        )
-
-    @staticmethod
-    def _memory(spec, base, result) -> RunResult:
-        usage = {}
-        if result:
-            usage = {k: result.get(k) for k in ("wall_time_ms", "cpu_time_ms", "peak_memory_kb")}
-        return RunResult(
-            status=FAILED,
-            error_type=MEMORY_LIMIT,
-            exit_code=(result or {}).get("exit_code", 137),
-            reason=(
-                f"The script used more than the {spec.limits.memory_mib} MiB memory limit"
-                " and was stopped."
-            ),
-            **usage,
-            **base,
-        )
+        return facts
 
     # --- the reaper ---------------------------------------------------------------------------
 

@@ -1,0 +1,160 @@
+"""What a local sandbox is made of: bubblewrap's options, the interpreter's command line and
+the launcher's shell program. Only plain data and strings here; nothing is started.
+
+Allowed, and why (everything else is denied or absent):
+- namespaces: all unshared (user, mount, pid, network, ipc, uts, cgroup), no user namespaces
+  inside, no capabilities, a new session (no terminal to inject into), a cleared environment;
+- files: /usr read-only for the system libraries (with /usr/local and /usr/src covered: host
+  configuration and sources, nothing an interpreter needs), the interpreter's own prefix
+  read-only, a private size-capped /tmp (the working directory) and /dev/shm, bubblewrap's
+  minimal /dev, and the pid namespace's own /proc with the host-identifying and kernel-internal
+  files masked (command line, boot id and every /proc/sys knob, kernel config and symbols,
+  hardware and disk tables, keys);
+- system calls: the seccomp allow-list in seccomp.py (io_uring, userfaultfd, keyrings, ptrace,
+  bpf, perf, mounts and namespaces fail with EPERM); sockets: AF_UNIX only, whose buffers the
+  memory cgroup charges (cgroup v1 does not charge TCP/UDP buffers).
+"""
+
+import math
+import os
+import shlex
+
+from executions.sandbox.contract import RunSpec
+
+BWRAP = "bwrap"
+SH = "/bin/sh"
+UNSHARE = "unshare"  # util-linux, like the two below
+NSENTER = "nsenter"
+MOUNT = "mount"
+SCRIPT_DIR = "/scripts"
+PRELUDE = open(os.path.join(os.path.dirname(__file__), "prelude.py")).read()  # noqa: SIM115
+READY = b"R"  # a launcher prints this once it is in its cgroup (and no longer root)
+LAUNCH_FAILED = 125  # the launcher could not join the cgroup or set a limit
+SANDBOX_UID = 65534  # nobody, inside the sandbox
+SANDBOX_ENV = {
+    "PATH": "/usr/local/bin:/usr/bin:/bin",
+    "LANG": "C.UTF-8",
+    "PYTHONUNBUFFERED": "1",
+    "PYTHONDONTWRITEBYTECODE": "1",
+    "HOME": "/tmp",
+}
+# What sh and bwrap themselves see: nothing of the worker's environment reaches the sandbox,
+# not even through /proc/1/environ of bubblewrap's pid-1.
+LAUNCH_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+# Merged-/usr systems have these as links into /usr; older ones as real directories.
+ROOT_DIRS = ("/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32")
+# Under /usr, but the host's own: its configuration and sources (an interpreter whose prefix is
+# in there is bound back over the cover).
+USR_COVERS = ("/usr/local", "/usr/src")
+# Masked in the sandbox's /proc: what identifies the host (its kernel command line, boot id,
+# configuration, hardware and disks) or exposes kernel internals. /proc/sys goes whole: its
+# knobs are the kernel's, and boot_id is there. Directories get an empty tmpfs, files /dev/null.
+PROC_MASKED_DIRS = (
+    "/proc/sys", "/proc/acpi", "/proc/bus", "/proc/driver", "/proc/fs", "/proc/irq",
+    "/proc/pressure", "/proc/scsi", "/proc/tty", "/proc/sysvipc",
+)  # fmt: skip
+PROC_MASKED_FILES = (
+    "/proc/cmdline", "/proc/config.gz", "/proc/kallsyms", "/proc/kcore", "/proc/keys",
+    "/proc/key-users", "/proc/modules", "/proc/timer_list", "/proc/sched_debug",
+    "/proc/sysrq-trigger", "/proc/iomem", "/proc/ioports", "/proc/interrupts",
+    "/proc/softirqs", "/proc/buddyinfo", "/proc/zoneinfo", "/proc/vmallocinfo",
+    "/proc/pagetypeinfo", "/proc/slabinfo", "/proc/diskstats", "/proc/partitions",
+    "/proc/swaps", "/proc/devices", "/proc/misc", "/proc/dma", "/proc/locks",
+    "/proc/consoles", "/proc/execdomains", "/proc/latency_stats", "/proc/kpagecount",
+    "/proc/kpageflags", "/proc/kpagecgroup", "/proc/mtrr",
+)  # fmt: skip
+OPEN_FILES = 256
+
+
+def base_args() -> list[str]:
+    """The options every sandbox shares (computed once per backend: it looks at the host)."""
+    args = [
+        "--unshare-all",
+        "--unshare-user",  # --unshare-all only tries; we insist
+        "--disable-userns",
+        "--cap-drop", "ALL",
+        "--die-with-parent",
+        "--new-session",
+        "--clearenv",
+        "--uid", str(SANDBOX_UID),
+        "--gid", str(SANDBOX_UID),
+        "--hostname", "sandbox",
+        "--ro-bind", "/usr", "/usr",
+    ]  # fmt: skip
+    for path in USR_COVERS:
+        if os.path.isdir(path) and not os.path.islink(path):
+            args += ["--perms", "0555", "--tmpfs", path]
+    for path in ROOT_DIRS:
+        if os.path.islink(path):
+            args += ["--symlink", os.readlink(path), path]
+        elif os.path.isdir(path):
+            args += ["--ro-bind", path, path]
+    for name, value in SANDBOX_ENV.items():
+        args += ["--setenv", name, value]
+    return args
+
+
+def proc_masks() -> list[str]:
+    """bubblewrap's options that mask PROC_MASKED_* (those this host has) over the new /proc."""
+    args: list[str] = []
+    for path in PROC_MASKED_DIRS:
+        if os.path.isdir(path):
+            args += ["--perms", "0555", "--tmpfs", path]
+    for path in PROC_MASKED_FILES:
+        if os.path.exists(path):
+            args += ["--ro-bind", "/dev/null", path]
+    return args
+
+
+def sandbox_args(base: list[str], masks: list[str], spec: RunSpec, source: str) -> list[str]:
+    """bubblewrap's options for one run (given with --args): the interpreter's prefix bound
+    from source (itself, or where the stage has it); SCRIPT_DIR is where the prelude keeps the
+    script it is sent."""
+    limits = spec.limits
+    shm_bytes = max(limits.tmp_bytes // 4, 1024 * 1024)
+    return base + [
+        "--ro-bind", source, spec.runtime.prefix,
+        "--proc", "/proc",
+        *masks,
+        "--dev", "/dev",
+        "--size", str(limits.tmp_bytes), "--tmpfs", "/tmp",
+        "--size", str(shm_bytes), "--tmpfs", "/dev/shm",
+        "--perms", "0700", "--size", str(limits.script_bytes + 65536), "--tmpfs", SCRIPT_DIR,
+        "--remount-ro", "/dev",
+        "--remount-ro", "/",
+        "--chdir", "/tmp",
+    ]  # fmt: skip
+
+
+def python(spec: RunSpec, script_fd: int, start_fd: int) -> list[str]:
+    """The command bubblewrap runs: unbuffered, isolated (no environment, no user site),
+    without site, so no site-packages and no start-up .pth files (see prelude.py)."""
+    exe = spec.runtime.executable
+    return [exe, "-u", "-B", "-I", "-S", "-c", PRELUDE, str(script_fd), str(start_fd)]
+
+
+def rlimits(spec: RunSpec, cgroup: bool) -> str:
+    """The launcher's `ulimit`s, inherited through exec by bubblewrap and the script. CPU
+    time is the run's, measured on its cgroup; RLIMIT_CPU is a per-process backstop."""
+    limits = spec.limits
+    steps = [
+        f"ulimit -t {math.ceil(limits.cpu_time_s) + 1}",
+        f"ulimit -f {max(limits.tmp_bytes // 512, 1)}",  # dash counts 512-byte blocks
+        "ulimit -c 0",
+        f"ulimit -n {OPEN_FILES}",
+    ]
+    if not cgroup:  # per-process limits are all there is
+        steps += [
+            f"ulimit -v {limits.memory_bytes // 1024}",
+            f"ulimit -p {limits.processes + 2}",
+        ]
+    return f"{{ {' && '.join(steps)}; }} || exit {LAUNCH_FAILED}"
+
+
+def launcher_program(join_paths: list[str], limits_step: str, argv: list[str]) -> str:
+    """The launcher's shell program: join the cgroup, say READY, set the rlimits, exec argv."""
+    joins = " && ".join(f"echo 0 > {shlex.quote(p)}" for p in join_paths) or ":"
+    return (
+        f"{{ {joins}; }} || exit {LAUNCH_FAILED}; printf {READY.decode()}; "
+        f"{limits_step}; exec {shlex.join(argv)}"
+    )

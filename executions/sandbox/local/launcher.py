@@ -1,0 +1,162 @@
+"""Launchers: one per sandbox, started ahead of its run when it is a warm spare.
+
+A launcher is /bin/sh that joins a run's cgroup, says READY, sets the rlimits and execs
+bubblewrap (as root, through one nsenter that enters the stage and gives up root for the
+sandbox's leased host uid), whose interpreter then waits on a pipe for its script (see
+prelude.py). The script, the start signal and bubblewrap's options and seccomp filter travel
+through file descriptors the launcher holds from its start.
+"""
+
+import contextlib
+import os
+import selectors
+import subprocess
+from typing import IO
+
+from executions.sandbox.contract import RunSpec
+from executions.sandbox.local import command
+from executions.sandbox.local.cgroup import RunCgroup
+from executions.sandbox.local.uids import Lease
+
+
+def memfd_with(name: str, data: bytes) -> int:
+    """A memfd holding data, rewound (close-on-exec here; a launcher gets it by pass_fds)."""
+    fd = os.memfd_create(name, os.MFD_CLOEXEC)
+    try:
+        view = memoryview(data)
+        offset = 0
+        while offset < len(view):
+            offset += os.pwrite(fd, view[offset:], offset)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+class Launcher:
+    """/bin/sh in its cgroup (if any), waiting to exec a run's sandbox."""
+
+    def __init__(
+        self,
+        proc: subprocess.Popen,
+        group: RunCgroup | None,
+        recipe: tuple,
+        script_w: int,
+        start_r: int,
+        lease: Lease | None,
+        stage_pid: int | None,
+    ):
+        self.proc = proc
+        self.group = group
+        self.recipe = recipe  # (runtime, limits) its sandbox was started for
+        self.script_w = script_w  # the pipe its interpreter waits on for the script
+        self.start_r = start_r  # the prelude writes one byte here once it has the script
+        self.lease = lease  # its host uid (root workers), held until the launcher is gone
+        self.stage_pid = stage_pid  # the stage it entered (root workers)
+        self.ready = False  # READY read from stdout: in its cgroup, unprivileged (as root)
+
+    @property
+    def stdout(self) -> IO[bytes]:
+        assert self.proc.stdout is not None
+        return self.proc.stdout
+
+    def wait_ready(self, timeout: float) -> bool:
+        """Wait until the launcher has joined its cgroup (and so may be renamed)."""
+        if not self.ready:
+            fd = self.stdout.fileno()
+            with selectors.DefaultSelector() as sel:
+                sel.register(fd, selectors.EVENT_READ)
+                if sel.select(timeout):
+                    self.ready = os.read(fd, len(command.READY)) == command.READY
+        return self.ready
+
+    def deliver(self, script: bytes) -> None:
+        """Hand the waiting interpreter its script (and end-of-file); once only."""
+        if self.script_w < 0:
+            return
+        try:
+            view = memoryview(script)
+            while view:  # blocks while the interpreter reads, for scripts beyond a pipe's 64 KiB
+                view = view[os.write(self.script_w, view) :]
+        except OSError:  # the sandbox is gone: the run reports how it ended
+            pass
+        finally:
+            os.close(self.script_w)
+            self.script_w = -1
+
+    def finish(self) -> None:
+        """Make sure the process is gone and reaped, and its pipes closed."""
+        if self.proc.returncode is None:
+            with contextlib.suppress(OSError):
+                self.proc.kill()
+            self.proc.wait()
+        for pipe in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    pipe.close()
+        self.deliver(b"")
+        if self.start_r >= 0:
+            os.close(self.start_r)
+            self.start_r = -1
+
+    def discard(self) -> None:
+        """Stop it and free what it holds: its cgroup, then (nothing of it left) its uid."""
+        self.finish()
+        removed = self.group.remove() if self.group is not None else True
+        if self.lease is not None and removed:
+            self.lease.release()
+
+
+def spawn(
+    spec: RunSpec,
+    args: list[str],
+    group: RunCgroup | None,
+    seccomp: bytes | None,
+    lease: Lease | None = None,
+    stage_pid: int | None = None,
+) -> Launcher:
+    """Start a launcher for spec: bubblewrap with the options args (from command.sandbox_args)
+    and the compiled seccomp filter, as lease's host uid inside the stage when given."""
+    fds: list[int] = []
+    script_r, script_w = os.pipe2(os.O_CLOEXEC)
+    start_r, start_w = os.pipe2(os.O_CLOEXEC)
+    try:
+        fds += [script_r, start_w]
+        # A file of arguments spares dash reading a long line one byte at a time.
+        args_fd = memfd_with("args", "\0".join(args).encode() + b"\0")
+        fds.append(args_fd)
+        argv = [command.BWRAP, "--args", str(args_fd)]
+        if seccomp is not None:
+            seccomp_fd = memfd_with("seccomp", seccomp)
+            fds.append(seccomp_fd)
+            argv += ["--seccomp", str(seccomp_fd)]
+        argv += command.python(spec, script_r, start_w)
+        if stage_pid is not None and lease is not None:
+            # nsenter --setgid also clears the supplementary groups.
+            argv = [
+                command.NSENTER, "--target", str(stage_pid), "--mount",
+                "--setuid", str(lease.uid), "--setgid", str(lease.uid), "--", *argv,
+            ]  # fmt: skip
+        program = command.launcher_program(
+            group.join_paths if group else [],
+            command.rlimits(spec, group is not None),
+            argv,
+        )
+        proc = subprocess.Popen(
+            [command.SH, "-c", program, "sandbox"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=command.LAUNCH_ENV,
+            start_new_session=True,
+            pass_fds=fds,
+        )
+    except BaseException:
+        os.close(script_w)
+        os.close(start_r)
+        raise
+    finally:
+        for fd in fds:
+            os.close(fd)
+    recipe = (spec.runtime, spec.limits)
+    return Launcher(proc, group, recipe, script_w, start_r, lease, stage_pid)

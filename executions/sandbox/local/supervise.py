@@ -1,0 +1,254 @@
+"""Supervision of one local run: feed its stdin, read its output, hold it to the wall clock,
+the CPU limit and the output cap, stop it on cancel, and report Facts.
+
+One loop waits on stdout, stderr, stdin, the start pipe, the process (pidfd), the wall clock
+and the cancel event. Killing bubblewrap's monitor kills its pid-1 (--die-with-parent), which
+takes the whole pid namespace with it; the cgroup is emptied too.
+"""
+
+import codecs
+import contextlib
+import os
+import selectors
+import signal
+import threading
+import time
+from typing import IO
+
+from executions.sandbox.contract import Facts, RunSpec
+from executions.sandbox.local.command import READY
+from executions.sandbox.local.launcher import Launcher
+
+KILL_GRACE_S = 1.0  # after a kill, how long to keep reading what was already printed
+READ_CHUNK = 65536
+TICK_S = 0.1  # how often the CPU used is looked at: the most a run can overrun its CPU limit
+
+
+class Output:
+    """stdout and stderr, capped together on the size of the text that will be stored (an
+    invalid byte is stored as U+FFFD, three bytes; NUL as U+2400, three bytes)."""
+
+    def __init__(self, cap: int):
+        self.cap = cap
+        self.stored = 0
+        self.chunks: dict[str, list[bytes]] = {"out": [], "err": []}
+        self.cut = {"out": False, "err": False}
+        self._decoders = {s: codecs.getincrementaldecoder("utf-8")("replace") for s in self.chunks}
+
+    def add(self, stream: str, data: bytes) -> bool:
+        """Keep data; False once the cap is passed (what is stored is cut to it later)."""
+        text = self._decoders[stream].decode(data)
+        self.stored += len(text.encode()) + 2 * text.count("\x00")
+        self.chunks[stream].append(data)
+        if self.stored > self.cap:
+            self.cut[stream] = True
+            return False
+        return True
+
+    def data(self, stream: str) -> bytes:
+        return b"".join(self.chunks[stream])
+
+
+def _tmp_of(pids: list[int], skip: int) -> int | None:
+    """A handle on a running sandbox's /tmp (its size is looked at when the run ends)."""
+    for pid in pids:
+        if pid == skip:
+            continue
+        with contextlib.suppress(OSError):
+            return os.open(
+                f"/proc/{pid}/root/tmp", os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+            )
+    return None
+
+
+def _full(tmp_fd: int | None) -> bool:
+    if tmp_fd is None:
+        return False
+    try:
+        st = os.fstatvfs(tmp_fd)
+    except OSError:
+        return False
+    return st.f_bavail == 0
+
+
+class TreeCpu:
+    """The CPU time of a process tree, from /proc: how the rlimits fallback (no cgroup to ask)
+    holds a run of many processes to one CPU limit. Processes that ended and were reaped count
+    through their parent's; the total never goes down."""
+
+    TICK_MS = 1000 / os.sysconf("SC_CLK_TCK")
+
+    def __init__(self, root: int):
+        self.root = root
+        self.total_ms = 0
+
+    def ms(self) -> int:
+        children: dict[int, list[int]] = {}
+        ticks: dict[int, int] = {}
+        with os.scandir("/proc") as entries:
+            for entry in entries:
+                if not entry.name.isdigit():
+                    continue
+                try:
+                    with open(f"/proc/{entry.name}/stat", "rb") as f:
+                        stat = f.read()
+                except OSError:
+                    continue
+                fields = stat[stat.rindex(b")") + 2 :].split()
+                pid = int(entry.name)
+                children.setdefault(int(fields[1]), []).append(pid)
+                ticks[pid] = sum(int(v) for v in fields[11:15])  # utime stime cutime cstime
+        used, todo = 0, [self.root]
+        while todo:
+            pid = todo.pop()
+            used += ticks.get(pid, 0)
+            todo += children.get(pid, [])
+        self.total_ms = max(self.total_ms, int(used * self.TICK_MS))
+        return self.total_ms
+
+
+def _kill(launcher: Launcher, pidfd: int | None) -> None:
+    with contextlib.suppress(ProcessLookupError, OSError):
+        if pidfd is not None:
+            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+        else:
+            launcher.proc.kill()
+    if launcher.group is not None:
+        launcher.group.kill()
+
+
+def supervise(
+    spec: RunSpec, launcher: Launcher, feed: bytes, started: float, cancel: threading.Event
+) -> Facts:
+    """Run the launcher's sandbox to its end (its script already delivered) and say what
+    happened."""
+    limits = spec.limits
+    proc, group = launcher.proc, launcher.group
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    output = Output(limits.output_bytes)
+    facts = Facts()
+    cpu_limit_ms = limits.cpu_time_s * 1000
+    cpu_used = group.cpu_ms if group is not None else TreeCpu(proc.pid).ms
+    pidfd = tmp_fd = None
+    sel = selectors.DefaultSelector()
+    try:
+        with contextlib.suppress(OSError):
+            pidfd = os.pidfd_open(proc.pid)
+            sel.register(pidfd, selectors.EVENT_READ, "exit")
+        for stream, pipe in (("out", proc.stdout), ("err", proc.stderr)):
+            os.set_blocking(pipe.fileno(), False)
+            sel.register(pipe, selectors.EVENT_READ, stream)
+        sel.register(launcher.start_r, selectors.EVENT_READ, "start")
+        os.set_blocking(proc.stdin.fileno(), False)
+        stdin = proc.stdin
+        sel.register(stdin, selectors.EVENT_WRITE, "in")
+        feed_view = memoryview(feed)
+        open_pipes = 2
+        exited = False
+        reaped = None
+        deadline = started + limits.wall_time_s
+        drain_until = None
+        while open_pipes or not exited:
+            now = time.monotonic()
+            if drain_until is not None:
+                if now >= drain_until:
+                    break
+                wait = drain_until - now
+            else:
+                if cancel.is_set():
+                    facts.cancelled = True
+                elif now >= deadline:
+                    facts.wall_timeout = True
+                elif (cpu_used() or 0) >= cpu_limit_ms:
+                    facts.cpu_exceeded = True
+                if facts.cancelled or facts.wall_timeout or facts.cpu_exceeded:
+                    _kill(launcher, pidfd)
+                    drain_until = now + KILL_GRACE_S
+                    continue
+                wait = min(TICK_S, deadline - now)
+            if pidfd is None and not exited:  # no pidfd (old kernel): look each pass
+                pid, status, rusage = os.wait4(proc.pid, os.WNOHANG)
+                if pid:
+                    reaped, exited = (status, rusage), True
+            for key, _ in sel.select(wait):
+                if key.data == "exit":
+                    exited = True
+                    sel.unregister(key.fileobj)
+                elif key.data == "start":
+                    facts.started = facts.started or os.read(launcher.start_r, 1) == b"S"
+                    sel.unregister(key.fileobj)
+                    if facts.started and group is not None:
+                        tmp_fd = _tmp_of(group.pids(), skip=proc.pid)
+                elif key.data == "in":
+                    feed_view = _feed(stdin, sel, feed_view)
+                else:
+                    try:
+                        data = os.read(key.fd, READ_CHUNK)
+                    except BlockingIOError:
+                        continue
+                    if not data:
+                        sel.unregister(key.fileobj)
+                        open_pipes -= 1
+                        continue
+                    if key.data == "out" and not launcher.ready:
+                        launcher.ready = data.startswith(READY)
+                        data = data[len(READY) :] if launcher.ready else data
+                        if not data:
+                            continue
+                    if not output.add(key.data, data) and not facts.output_capped:
+                        facts.output_capped = True
+                        _kill(launcher, pidfd)
+                        drain_until = time.monotonic()  # nothing more is kept
+        if not facts.started:  # a fast script: its start byte may still be in the pipe
+            with contextlib.suppress(OSError):
+                os.set_blocking(launcher.start_r, False)
+                facts.started = os.read(launcher.start_r, 1) == b"S"
+        if not exited or drain_until is not None:
+            _kill(launcher, pidfd)
+        if reaped is None:
+            _, status, rusage = os.wait4(proc.pid, 0)
+        else:
+            status, rusage = reaped
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        facts.wall_time_ms = int((time.monotonic() - started) * 1000)
+        facts.tmp_full = _full(tmp_fd)
+    finally:
+        sel.close()
+        for fd in (pidfd, tmp_fd):
+            if fd is not None:
+                os.close(fd)
+    code = proc.returncode
+    facts.exit_code = code if code >= 0 else 128 - code
+    if group is not None:
+        group.kill()  # anything left (nothing should be): gone before we measure
+        facts.cpu_time_ms, facts.peak_memory_kb, oom = group.usage()
+        facts.oom_kills = int(oom)
+        facts.process_limit_hit = group.process_limit_hits() > 0
+    else:
+        rusage_ms = int((rusage.ru_utime + rusage.ru_stime) * 1000)
+        facts.cpu_time_ms = max(rusage_ms, cpu_used() or 0)
+        facts.peak_memory_kb = rusage.ru_maxrss
+    facts.cpu_exceeded = facts.cpu_exceeded or (facts.cpu_time_ms or 0) >= cpu_limit_ms
+    facts.stdout, facts.stderr = output.data("out"), output.data("err")
+    facts.stdout_cut, facts.stderr_cut = output.cut["out"], output.cut["err"]
+    if not facts.started and not (facts.cancelled or facts.wall_timeout):
+        # Nothing of the script ran: what is on stderr is the launcher's, nsenter's or
+        # bubblewrap's own complaint.
+        why = facts.stderr.decode("utf-8", "replace").strip() or f"exit code {facts.exit_code}"
+        why = why.removeprefix("sandbox: ").removeprefix("bwrap: ")
+        facts.platform_error = f"The sandbox could not start: {why}"
+    return facts
+
+
+def _feed(stdin: IO[bytes], sel: selectors.BaseSelector, rest: memoryview) -> memoryview:
+    """Write what the pipe takes of the script's stdin."""
+    try:
+        rest = rest[os.write(stdin.fileno(), rest) :]
+    except BlockingIOError:
+        return rest
+    except OSError:  # the script exited or closed its stdin: the rest is not wanted
+        rest = rest[len(rest) :]
+    if not rest:
+        sel.unregister(stdin)
+        stdin.close()
+    return rest
