@@ -854,6 +854,22 @@ CASES = [
         output_has=("SAFE a\u2400b",),
         check=lambda r, h: _no_nul(r, h),
     ),
+    Case(
+        "tmp_filled",
+        FAILS(
+            [
+                # A full /tmp showed as a generic script error: the reason names the limit.
+                "print('SAFE writing', flush=True)",
+                "with open('/tmp/big', 'wb') as f:",
+                "    while True:",
+                "        f.write(b'x' * 65536)",
+            ]
+        ),
+        status=("failed",),
+        error_type=("disk_limit",),
+        limits={"tmp_bytes": 4 * MIB},
+        check=lambda r, h: _names_tmp(r, h),
+    ),
     # --- host information -----------------------------------------------------------------
     Case(
         "host_identity_masked",
@@ -888,6 +904,10 @@ CASES = [
         ),
     ),
 ]
+
+
+def _names_tmp(result: RunResult, host: HostContext) -> None:
+    assert "/tmp is full" in result.reason and "4 MiB" in result.reason, result.reason
 
 
 def _no_breach_lines(result: RunResult, host: HostContext, safe: int) -> None:

@@ -4,6 +4,7 @@ import contextlib
 import os
 import shutil
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -300,3 +301,89 @@ def test_staging_leaves_the_host_alone(runtime):
         backend.close()
     for stage in stages:
         assert stage.proc.returncode is not None
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="host uids are leased by a root worker")
+def test_one_run_cannot_use_up_another_run_s_per_user_kernel_quota(backend, runtime):
+    """Pipe buffer pages are counted per host uid (fs.pipe-user-pages-soft): a run that takes
+    them all would leave the next run's pipes one page deep, were they the same uid."""
+    hog = FAILS(
+        [
+            "import fcntl, os, time",
+            "pipes = []",
+            "for _ in range(100):",
+            "    r, w = os.pipe()",
+            "    try:",
+            "        fcntl.fcntl(w, 1031, 1 << 20)  # F_SETPIPE_SZ: pages are counted, not used",
+            "    except OSError:",
+            "        break",
+            "    pipes.append((r, w))",
+            "print('holding', len(pipes), flush=True)",
+            "time.sleep(6)",
+        ]
+    )
+    probe = FAILS(
+        [
+            "import fcntl, os",
+            "r, w = os.pipe()",
+            "size = fcntl.fcntl(w, 1032)  # F_GETPIPE_SZ",
+            "print('SAFE' if size >= 65536 else 'BREACH', size)",
+        ]
+    )
+    cancel, results = threading.Event(), []
+    spec = RunSpec(hog, runtime, replace(BASE_LIMITS, wall_time_s=10), run_id=uuid.uuid4().hex)
+    thread = threading.Thread(target=lambda: results.append(backend.run(spec, cancel)))
+    thread.start()
+    try:
+        time.sleep(2)  # the hog has its pipes by now
+        result = make_run(backend, runtime)(probe, BASE_LIMITS, "")
+    finally:
+        cancel.set()
+        thread.join(15)
+    assert "SAFE" in result.output, (result.output, results)
+    # It held the whole soft quota (64 pipes of 1 MiB are 16384 pages).
+    assert results and "holding 64" in results[0].output, results
+
+
+def test_another_installation_s_cleanup_leaves_our_runs_alone(backend, runtime):
+    """Two installations on one host (a site and its tests, two checkouts) have cgroups under
+    different names; one's start-up clean-up never touches the other's live runs."""
+    other = LocalBackend(name=f"{TEST_NAME}-other", spares=0)
+    try:
+        thread, cancel, results, procs = start_sleeper(backend, runtime, seconds=3)
+        try:
+            sandboxed_pythons(procs, runtime.executable)
+            assert other.cleanup_stale(set()) == 0
+            assert open(procs).read().split(), "our run's cgroup was emptied"
+        finally:
+            thread.join(15)
+        assert results and results[0].status == "completed", results
+    finally:
+        other.close()
+        for base in other.hierarchy.bases.values() if other.hierarchy else ():
+            with contextlib.suppress(OSError):
+                os.rmdir(base)
+
+
+def test_the_default_installation_name_follows_the_checkout_and_the_database():
+    """SANDBOX_NAME's default differs between checkouts and databases on one host."""
+    code = (
+        "import django; django.setup()\n"
+        "from django.conf import settings; print(settings.SANDBOX_NAME)"
+    )
+
+    def name(**env):
+        full = {k: v for k, v in os.environ.items() if k != "SANDBOX_NAME"}
+        full |= {"DJANGO_SETTINGS_MODULE": "integr8s.settings", **env}
+        done = subprocess.run(
+            [sys.executable, "-c", code], env=full, capture_output=True, text=True,
+            cwd=settings.BASE_DIR,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    sqlite = name()
+    postgres = name(DATABASE_URL="postgres://postgres@127.0.0.1:5432/other")
+    assert sqlite.startswith("integr8s-") and postgres.startswith("integr8s-")
+    assert sqlite != postgres
+    assert name(SANDBOX_NAME="chosen") == "chosen"
