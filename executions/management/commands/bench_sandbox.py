@@ -6,6 +6,7 @@ import threading
 import time
 import uuid
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from executions import limits, runtimes
@@ -44,10 +45,17 @@ class Command(BaseCommand):
             return time.perf_counter() - started
 
         # The default backend keeps a warm sandbox ready (bubblewrap and the interpreter
-        # started, waiting for a script); spares=0 shows what a run costs without one.
+        # started, waiting for a script); spares=0 shows what a run costs without one, and
+        # seccomp=False what the seccomp filter costs.
         figures = {}
-        for label, spares in (("warm", 1), ("cold", 0)):
-            backend = LocalBackend(spares=spares)
+        for label, spares, seccomp in (
+            ("warm", 1, True),
+            ("cold", 0, True),
+            ("cold, no seccomp filter", 0, False),
+        ):
+            backend = LocalBackend(
+                name=f"{settings.SANDBOX_NAME}-bench", spares=spares, seccomp=seccomp
+            )
             try:
                 box, raw, failures = self.measure(backend, runtime, limit, bare, runs)
             finally:
@@ -67,6 +75,11 @@ class Command(BaseCommand):
                 f"{statistics.median(raw) * 1000:.1f} ms, p95 {p95(raw) * 1000:.1f} ms; "
                 f"ratio {ratio:.2f}"
             )
+            if label.startswith("cold, no"):
+                cold = statistics.median(figures["cold"][0])
+                w(
+                    f"  the seccomp filter costs {(cold - statistics.median(box)) * 1000:+.1f} ms a run"
+                )
             if failures:
                 w(
                     f"  {len(failures)} sandboxed run(s) failed and were left out: "
