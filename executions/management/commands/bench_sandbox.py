@@ -77,9 +77,8 @@ class Command(BaseCommand):
             )
             if label.startswith("cold, no"):
                 cold = statistics.median(figures["cold"][0])
-                w(
-                    f"  the seccomp filter costs {(cold - statistics.median(box)) * 1000:+.1f} ms a run"
-                )
+                cost = (cold - statistics.median(box)) * 1000
+                w(f"  the seccomp filter costs {cost:+.1f} ms a run (cold; same run)")
             if failures:
                 w(
                     f"  {len(failures)} sandboxed run(s) failed and were left out: "
