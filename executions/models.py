@@ -6,7 +6,8 @@ from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
 from django.db import connections, models
-from django.db.models import Q
+from django.db.models import Count, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
 from django.urls import reverse
 from django.utils import timezone
 
@@ -51,6 +52,17 @@ def submission_errors(script: str, python_version: str, stdin: str) -> dict[str,
     return errors
 
 
+def caller_of(fields: dict[str, Any]) -> str:
+    """Who a run is queued for, as fair scheduling tells callers apart: a user, else an
+    anonymous browser session, else an address."""
+    owner = fields.get("owner")
+    if owner is not None:
+        return f"user:{owner.pk}"
+    if fields.get("session_key"):
+        return f"session:{fields['session_key']}"
+    return f"ip:{fields.get('client_ip') or '-'}"
+
+
 class ExecutionQuerySet(models.QuerySet["Execution"]):
     def submit(
         self, script: str, python_version: str = "", stdin: str = "", **fields: Any
@@ -59,6 +71,7 @@ class ExecutionQuerySet(models.QuerySet["Execution"]):
         from executions import limits, metrics, runtimes
 
         version = python_version or runtimes.default_version()
+        fields.setdefault("caller", caller_of(fields))
         execution = self.create(
             script=script,
             python_version=version,
@@ -105,20 +118,44 @@ class ExecutionQuerySet(models.QuerySet["Execution"]):
         return self.running().filter(lease_expires_at__lt=now or timezone.now())
 
     def claim(self, worker: str, lease_s: float, limit: int = 1) -> list["Execution"]:
-        """Claim up to `limit` queued executions for `worker` (runworker's claim step).
+        """Claim up to `limit` queued executions for `worker` (runworker's claim step), fairly:
+        each claim takes the oldest queued run of the caller with the fewest runs in flight,
+        so callers take turns (round robin) however many runs one of them queued.
 
-        A conditional UPDATE per candidate: exactly one changed row means it is ours, so any
+        Each claim is a conditional UPDATE: exactly one changed row means it is ours, so any
         number of workers on SQLite or PostgreSQL can race without running anything twice.
         """
         claimed: list[Execution] = []
-        candidates = self.queued().order_by("created_at", "id").values_list("id", flat=True)
-        for pk in list(candidates[: limit * 4]):
+        misses = 0
+        while len(claimed) < limit and misses < 4:
+            pk = self.next_fair()
+            if pk is None:
+                break
             won = self._claim_one(pk, worker, lease_s)
-            if won is not None:
-                claimed.append(won)
-                if len(claimed) >= limit:
-                    break
+            if won is None:
+                misses += 1  # another worker got there first: look again
+                continue
+            claimed.append(won)
         return claimed
+
+    def next_fair(self) -> int | None:
+        """The id of the run to claim next. The queued runs (a bounded set: submissions past
+        MAX_QUEUED are refused) ordered by how many runs their caller has in flight, then by
+        age; the count is a lookup in execution_running_caller_idx (status = running)."""
+        in_flight = (
+            Execution.objects.filter(status=Execution.Status.RUNNING, caller=OuterRef("caller"))
+            .order_by()
+            .values("caller")
+            .annotate(n=Count("id"))
+            .values("n")
+        )
+        return (
+            self.queued()
+            .annotate(in_flight=Coalesce(Subquery(in_flight), 0))
+            .order_by("in_flight", "created_at", "id")
+            .values_list("id", flat=True)
+            .first()
+        )
 
     def _claim_one(self, pk: int, worker: str, lease_s: float) -> "Execution | None":
         """UPDATE ... WHERE status = 'queued' RETURNING *: the conditional update and the
@@ -204,6 +241,7 @@ class Execution(models.Model):
     session_key = models.CharField(max_length=64, blank=True, db_index=True)
     client_ip = models.GenericIPAddressField(null=True, blank=True)
     idempotency_key = models.CharField(max_length=200, blank=True)
+    caller = models.CharField(max_length=100, blank=True, help_text="Fair scheduling's caller.")
 
     script = models.TextField()
     python_version = models.CharField(max_length=10)
@@ -253,6 +291,12 @@ class Execution(models.Model):
             models.Index(
                 fields=["lease_expires_at"],
                 name="execution_lease_idx",
+                condition=Q(status="running"),
+            ),
+            # runworker's claim step: a caller's runs in flight (ExecutionQuerySet.next_fair).
+            models.Index(
+                fields=["caller"],
+                name="execution_running_caller_idx",
                 condition=Q(status="running"),
             ),
             models.Index(fields=["owner", "-created_at"], name="execution_owner_idx"),
