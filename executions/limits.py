@@ -37,7 +37,7 @@ class Limits:
     def describe(self) -> list[tuple[str, str]]:
         """The limits as (name, value) pairs in words a user understands."""
         return [
-            ("Wall time", f"{self.wall_time_s:g} s"),
+            ("Wall time (from the script's start)", f"{self.wall_time_s:g} s"),
             ("CPU time", f"{self.cpu_time_s:g} s"),
             ("Memory", human_bytes(self.memory_bytes)),
             ("Processes and threads", str(self.processes)),

@@ -213,6 +213,9 @@ SANDBOX_NAME = env(
 # When the worker runs as root, each sandbox runs as an unprivileged host uid of its own from
 # this range (kernel quotas kept per uid are then per run); every worker on the host shares it.
 SANDBOX_HOST_UIDS = env("SANDBOX_HOST_UIDS", "600000-600999")
+# At most this many sandboxes run at once on this host, across all its workers (0: one per CPU
+# the worker may use). More would only share the cores and blur the wall clock.
+SANDBOX_SLOTS = env_number("SANDBOX_SLOTS", 0, 0)
 try:
     parse_uid_range(SANDBOX_HOST_UIDS)
 except ValueError as exc:

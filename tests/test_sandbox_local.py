@@ -3,10 +3,12 @@
 import os
 import shutil
 import subprocess
+import sys
 import threading
 import time
 import uuid
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -364,3 +366,53 @@ def test_the_script_runs_as_main_with_its_own_traceback(backend, py312):
     ), result.errors
     assert "<string>" not in result.errors
     assert result.errors.rstrip().endswith("ValueError: bad")
+
+
+# --- no overcommit ---------------------------------------------------------------------------
+
+
+def test_host_slots_are_shared_by_every_holder_on_the_host(tmp_path):
+    from executions.sandbox.local.slots import SlotPool
+
+    one, other = SlotPool(2, str(tmp_path)), SlotPool(2, str(tmp_path))  # two workers
+    first, second = one.reserve(), other.reserve()
+    assert first is not None and second is not None and first.name != second.name
+    assert one.reserve() is None and other.reserve() is None
+    first.release()
+    again = other.reserve()
+    assert again is not None and again.name == first.name
+    # A worker that dies gives its slots back: the kernel drops its locks.
+    holder = subprocess.Popen(
+        [
+            sys.executable, "-c",
+            "import sys, time; sys.path.insert(0, '.')\n"
+            "from executions.sandbox.local.slots import SlotPool\n"
+            f"lease = SlotPool(1, {str(tmp_path / 'solo')!r}).reserve()\n"
+            "print('held' if lease else 'none', flush=True); time.sleep(30)",
+        ],
+        stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parent.parent,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert SlotPool(1, str(tmp_path / "solo")).reserve() is None
+    finally:
+        holder.kill()
+        holder.wait()
+    assert SlotPool(1, str(tmp_path / "solo")).reserve() is not None
+
+
+def test_the_default_is_one_slot_per_cpu_the_worker_may_use():
+    from executions.sandbox.local.slots import default_slots
+
+    assert default_slots() == len(os.sched_getaffinity(0))
+
+
+def test_runs_weigh_less_than_the_web_server_and_the_database(backend):
+    """Under load the site keeps answering: this installation's runs together get 1/8 of the
+    default CPU weight."""
+    if backend.hierarchy is None or "cpu" not in backend.hierarchy.bases:
+        pytest.skip("no writable cpu controller")
+    base = backend.hierarchy.bases["cpu"]
+    name = "cpu.shares" if backend.mode == "v1" else "cpu.weight"
+    with open(f"{base}/{name}") as f:
+        assert int(f.read()) < (1024 if backend.mode == "v1" else 100) // 4

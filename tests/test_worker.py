@@ -312,3 +312,21 @@ def test_sigterm_lets_running_scripts_finish():
     execution.refresh_from_db()
     assert (execution.status, execution.output) == ("completed", "a\nb\n")
     assert Worker.objects.get().stopped_at is not None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_runs_never_outnumber_the_host_s_slots(settings):
+    """With one slot on the host, a worker with two threads still runs one sandbox at a time:
+    the second run waits in the queue (its wall clock not yet started)."""
+    from executions.sandbox import get_backend
+
+    settings.SANDBOX_SLOTS = 1
+    get_backend.cache_clear()
+    try:
+        runs = [submit("import time\ntime.sleep(0.6)\nprint('done')") for _ in range(2)]
+        call_command("runworker", once=True, concurrency=2, stdout=StringIO())
+    finally:
+        get_backend.cache_clear()
+    first, second = (Execution.objects.get(pk=r.pk) for r in runs)
+    assert [first.status, second.status] == ["completed", "completed"]
+    assert second.started_at >= first.finished_at or first.started_at >= second.finished_at

@@ -10,6 +10,7 @@ words for every backend. Nothing here imports Django: backends are plain Python 
 import os
 import threading
 from dataclasses import asdict, dataclass, field
+from typing import Protocol
 
 from executions.limits import Limits
 
@@ -91,10 +92,27 @@ class RunResult:
         return data
 
 
+class Reservation(Protocol):
+    def release(self) -> None: ...
+
+
+class Unlimited:
+    """Room that is always there: a backend whose runs go elsewhere (a cluster) has no slots."""
+
+    def release(self) -> None:
+        pass
+
+
 class Backend:
     """A place to run one script. Implementations must be safe to call from several threads."""
 
     name = "base"
+
+    def reserve(self) -> Reservation | None:
+        """Room for one more run, held until released; None when there is none now. The
+        worker reserves before it claims, so a run is never claimed by a worker that cannot
+        start it."""
+        return Unlimited()
 
     def run(self, spec: RunSpec, cancel: threading.Event) -> RunResult:
         """Run spec to its end, or until cancel is set (then return status cancelled).

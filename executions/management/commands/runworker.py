@@ -27,7 +27,7 @@ from executions import metrics, notify, runtimes
 from executions.models import Execution, Worker
 from executions.sandbox import get_backend
 from executions.sandbox.classify import platform_failure
-from executions.sandbox.contract import CANCELLED, RunResult, RunSpec
+from executions.sandbox.contract import CANCELLED, Reservation, RunResult, RunSpec
 
 log = logging.getLogger("integr8s.worker")
 
@@ -38,6 +38,7 @@ RECOVER_S = 2.0  # how often expired leases are looked for
 @dataclass
 class InFlight:
     execution: Execution
+    room: Reservation  # the backend's room for it (a host slot), given back when it ends
     cancel: threading.Event = field(default_factory=threading.Event)
     future: Future[None] | None = None  # set as soon as the run is handed to the pool
 
@@ -138,16 +139,27 @@ class Command(BaseCommand):
     # --- steps -----------------------------------------------------------------------------
 
     def handle_one(self) -> bool:
-        """Claim and start as many runs as there are free slots; True if any was claimed."""
-        free = self.concurrency - len(self.in_flight)
-        if free <= 0:
-            return False
-        claimed = Execution.objects.claim(self.name, self.lease_s, limit=free)
-        for execution in claimed:
-            job = InFlight(execution)
+        """Claim and start as many runs as this worker has threads free and the host has room
+        for (the backend's slots: one per core on a local host); True if any was claimed."""
+        claimed = 0
+        while len(self.in_flight) < self.concurrency:
+            room = self.backend.reserve()
+            if room is None:
+                break  # the host is full: the run stays queued for whoever has room first
+            try:
+                found = Execution.objects.claim(self.name, self.lease_s, limit=1)
+            except BaseException:
+                room.release()
+                raise
+            if not found:
+                room.release()
+                break
+            execution = found[0]
+            job = InFlight(execution, room)
             with self.lock:
                 self.in_flight[execution.pk] = job
             job.future = self.pool.submit(self.run, job)
+            claimed += 1
             if execution.created_at and execution.started_at:  # claim() set started_at
                 wait_s = (execution.started_at - execution.created_at).total_seconds()
                 metrics.QUEUE_WAIT.observe(max(0.0, wait_s))
@@ -218,6 +230,7 @@ class Command(BaseCommand):
             # connection costs a backend process, a health check a round trip.
             with self.lock:
                 self.in_flight.pop(execution.pk, None)
+            job.room.release()
             metrics.IN_FLIGHT.set(len(self.in_flight))
             self.wakeup.set()
 

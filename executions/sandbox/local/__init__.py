@@ -33,6 +33,8 @@ from executions.sandbox.local import command
 from executions.sandbox.local.cgroup import Hierarchy, RunCgroup, find_hierarchy
 from executions.sandbox.local.command import SANDBOX_UID
 from executions.sandbox.local.launcher import Launcher, spawn
+from executions.sandbox.local.leases import Lease
+from executions.sandbox.local.slots import SlotPool, default_slots
 from executions.sandbox.local.spares import SPARE_PREFIX, SparePool
 from executions.sandbox.local.stage import Stage, stage_root
 from executions.sandbox.local.supervise import supervise
@@ -65,7 +67,8 @@ def _run_name(run_id: str) -> str:
 def from_settings(settings: Any) -> "LocalBackend":
     return LocalBackend(
         name=settings.SANDBOX_NAME,
-        host_uids=getattr(settings, "SANDBOX_HOST_UIDS", DEFAULT_HOST_UIDS),
+        host_uids=settings.SANDBOX_HOST_UIDS,
+        slots=settings.SANDBOX_SLOTS or default_slots(),
     )
 
 
@@ -79,12 +82,16 @@ class LocalBackend(Backend):
         spares: int = 1,
         host_uids: str = DEFAULT_HOST_UIDS,
         seccomp: bool = True,
+        slots: int = 0,
     ):
         """name: this installation's, for its cgroups (two installations on one host must
         differ). cgroup_root=None (or a path that is not a writable cgroup tree) means rlimits
         only. spares: launchers kept ready inside fresh cgroups (v1 only, where cgroups can be
-        renamed). host_uids: the range a root worker's sandboxes take their host uids from."""
+        renamed). host_uids: the range a root worker's sandboxes take their host uids from.
+        slots: how many sandboxes may run at once on this host, across all its workers
+        (0: one per CPU this process may use)."""
         self.sandbox_name = name
+        self.slots = SlotPool(slots or default_slots())
         self.uids: UidPool | None = None
         if os.geteuid() == 0:
             try:
@@ -112,6 +119,9 @@ class LocalBackend(Backend):
         self.spares = SparePool(spares if self.mode == "v1" else 0, self._make_spare)
         if self.spares.per_recipe or self.uids:
             atexit.register(self.close)  # spares would leave empty cgroups behind
+
+    def reserve(self) -> Lease | None:
+        return self.slots.reserve()
 
     # --- staging (root only) -------------------------------------------------------------
 

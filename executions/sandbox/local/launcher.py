@@ -16,7 +16,7 @@ from typing import IO
 from executions.sandbox.contract import RunSpec
 from executions.sandbox.local import command
 from executions.sandbox.local.cgroup import RunCgroup
-from executions.sandbox.local.uids import Lease
+from executions.sandbox.local.leases import Lease
 
 
 def memfd_with(name: str, data: bytes) -> int:
@@ -135,7 +135,7 @@ def spawn(
             # nsenter --setgid also clears the supplementary groups.
             argv = [
                 command.NSENTER, "--target", str(stage_pid), "--mount",
-                "--setuid", str(lease.uid), "--setgid", str(lease.uid), "--", *argv,
+                "--setuid", str(lease.name), "--setgid", str(lease.name), "--", *argv,
             ]  # fmt: skip
         program = command.launcher_program(
             group.join_paths if group else [],

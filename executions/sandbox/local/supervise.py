@@ -22,6 +22,7 @@ from executions.sandbox.local.launcher import Launcher
 KILL_GRACE_S = 1.0  # after a kill, how long to keep reading what was already printed
 READ_CHUNK = 65536
 TICK_S = 0.1  # how often the CPU used is looked at: the most a run can overrun its CPU limit
+START_TIMEOUT_S = 10.0  # from launch to the script's start; beyond it the platform has failed
 
 
 class Output:
@@ -146,7 +147,10 @@ def supervise(
         open_pipes = 2
         exited = False
         reaped = None
-        deadline = started + limits.wall_time_s
+        # The wall clock runs from the script's start (the prelude's signal), not from the
+        # launch: time the platform takes to start a sandbox is not the script's.
+        deadline = started + START_TIMEOUT_S
+        script_started = None
         drain_until = None
         while open_pipes or not exited:
             now = time.monotonic()
@@ -157,11 +161,20 @@ def supervise(
             else:
                 if cancel.is_set():
                     facts.cancelled = True
+                elif now >= deadline and script_started is None:
+                    facts.platform_error = (
+                        f"The sandbox did not start the script within {START_TIMEOUT_S:g} s."
+                    )
                 elif now >= deadline:
                     facts.wall_timeout = True
                 elif (cpu_used() or 0) >= cpu_limit_ms:
                     facts.cpu_exceeded = True
-                if facts.cancelled or facts.wall_timeout or facts.cpu_exceeded:
+                if (
+                    facts.cancelled
+                    or facts.wall_timeout
+                    or facts.cpu_exceeded
+                    or facts.platform_error
+                ):
                     _kill(launcher, pidfd)
                     drain_until = now + KILL_GRACE_S
                     continue
@@ -177,8 +190,11 @@ def supervise(
                 elif key.data == "start":
                     facts.started = facts.started or os.read(launcher.start_r, 1) == b"S"
                     sel.unregister(key.fileobj)
-                    if facts.started and group is not None:
-                        tmp_fd = _tmp_of(group.pids(), skip=proc.pid)
+                    if facts.started:
+                        script_started = time.monotonic()
+                        deadline = script_started + limits.wall_time_s
+                        if group is not None:
+                            tmp_fd = _tmp_of(group.pids(), skip=proc.pid)
                 elif key.data == "in":
                     feed_view = _feed(stdin, sel, feed_view)
                 else:
@@ -210,7 +226,7 @@ def supervise(
         else:
             status, rusage = reaped
         proc.returncode = os.waitstatus_to_exitcode(status)
-        facts.wall_time_ms = int((time.monotonic() - started) * 1000)
+        facts.wall_time_ms = int((time.monotonic() - (script_started or started)) * 1000)
         facts.tmp_full = _full(tmp_fd)
     finally:
         sel.close()
@@ -231,7 +247,7 @@ def supervise(
     facts.cpu_exceeded = facts.cpu_exceeded or (facts.cpu_time_ms or 0) >= cpu_limit_ms
     facts.stdout, facts.stderr = output.data("out"), output.data("err")
     facts.stdout_cut, facts.stderr_cut = output.cut["out"], output.cut["err"]
-    if not facts.started and not (facts.cancelled or facts.wall_timeout):
+    if not facts.started and not (facts.cancelled or facts.platform_error):
         # Nothing of the script ran: what is on stderr is the launcher's, nsenter's or
         # bubblewrap's own complaint.
         why = facts.stderr.decode("utf-8", "replace").strip() or f"exit code {facts.exit_code}"
