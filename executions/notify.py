@@ -3,13 +3,22 @@
 On PostgreSQL, LISTEN/NOTIFY: a trigger on the executions table (migration 0004) notifies
 "queued" when a run is queued and "finished" when it ends, as the write commits, so neither
 the worker nor a waiting request waits for a poll tick.
-On SQLite there is no such channel and both sides fall back to a short indexed poll.
+On SQLite, inotify on the database's directory: every commit writes the write-ahead log
+(db.sqlite3-wal), and that write wakes whoever watches, in any process, within a millisecond
+or so, without a busy poll. It says only "something changed": the woken side looks.
 The database stays the single source of truth: a notification only says "look now".
 """
 
+import ctypes
+import ctypes.util
 import logging
+import os
+import select
+import struct
 import threading
 import time
+from collections.abc import Callable
+from typing import Any
 
 from django.db import connection
 
@@ -20,20 +29,35 @@ QUEUED = "integr8s_queued"
 FINISHED = "integr8s_finished"
 
 
+def sqlite_file() -> str | None:
+    """The SQLite database file in use, or None (PostgreSQL, or an in-memory database)."""
+    if connection.vendor != "sqlite":
+        return None
+    name = str(connection.settings_dict["NAME"])
+    return None if name in ("", ":memory:") or name.startswith("file:") else name
+
+
 def supported() -> bool:
-    return connection.vendor == "postgresql"
+    return connection.vendor == "postgresql" or (sqlite_file() is not None and _libc() is not None)
 
 
-class Listener:
-    """A background thread on its own connection that LISTENs and calls back per payload."""
+def Listener(channel: str, callback: Callable[[str], Any]) -> "PgListener | WalWatcher":  # noqa: N802
+    """What wakes callback on this database: LISTEN channel (PostgreSQL), or any commit
+    (SQLite; callback gets "", meaning "look")."""
+    path = sqlite_file()
+    if path is not None:
+        return WalWatcher(path, callback)
+    return PgListener(channel, callback)
 
-    def __init__(self, channel: str, callback):
-        self.channel = channel
-        self.callback = callback
+
+class _Thread:
+    name = "notify"
+
+    def __init__(self) -> None:
         self.stopped = threading.Event()
-        self.thread = threading.Thread(target=self._run, name=f"listen-{channel}", daemon=True)
+        self.thread = threading.Thread(target=self._run, name=self.name, daemon=True)
 
-    def start(self) -> "Listener":
+    def start(self):  # -> Self
         self.thread.start()
         return self
 
@@ -42,7 +66,83 @@ class Listener:
         if self.thread.is_alive():
             self.thread.join(timeout)
 
-    def _connect(self):
+    def _run(self) -> None:
+        raise NotImplementedError
+
+
+IN_MODIFY, IN_CREATE, IN_MOVED_TO, IN_CLOEXEC, IN_NONBLOCK = 0x2, 0x100, 0x80, 0o2000000, 0o4000
+_EVENT = struct.Struct("iIII")  # wd, mask, cookie, len; then len bytes of name
+
+
+def _libc() -> Any:
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        return libc if hasattr(libc, "inotify_init1") else None
+    except OSError:
+        return None
+
+
+class WalWatcher(_Thread):
+    """Calls back ("") whenever the SQLite database's write-ahead log (or the file itself)
+    is written, by any process: inotify on the directory, so a log that is deleted and made
+    again (the last connection closing) is still seen."""
+
+    name = "watch-sqlite"
+
+    def __init__(self, path: str, callback: Callable[[str], Any]):
+        super().__init__()
+        self.directory, base = os.path.split(os.path.abspath(path))
+        self.names = {base.encode(), f"{base}-wal".encode()}
+        self.callback = callback
+
+    def _run(self) -> None:
+        libc = _libc()
+        fd = libc.inotify_init1(IN_CLOEXEC | IN_NONBLOCK)
+        if fd < 0:
+            log.warning(
+                "inotify unavailable (%s): SQLite waiters poll", os.strerror(ctypes.get_errno())
+            )
+            return
+        try:
+            mask = IN_MODIFY | IN_CREATE | IN_MOVED_TO
+            if libc.inotify_add_watch(fd, self.directory.encode(), mask) < 0:
+                log.warning("cannot watch %s: SQLite waiters poll", self.directory)
+                return
+            self.callback("")  # something may have changed before the watch began
+            while not self.stopped.is_set():
+                ready, _, _ = select.select([fd], [], [], 0.25)
+                if not ready:
+                    continue
+                try:
+                    data = os.read(fd, 65536)
+                except BlockingIOError:
+                    continue
+                if self._ours(data):
+                    self.callback("")
+        finally:
+            os.close(fd)
+
+    def _ours(self, data: bytes) -> bool:
+        offset = 0
+        while offset + _EVENT.size <= len(data):
+            _, _, _, length = _EVENT.unpack_from(data, offset)
+            name = data[offset + _EVENT.size : offset + _EVENT.size + length].rstrip(b"\0")
+            if name in self.names:
+                return True
+            offset += _EVENT.size + length
+        return False
+
+
+class PgListener(_Thread):
+    """A background thread on its own connection that LISTENs and calls back per payload."""
+
+    def __init__(self, channel: str, callback: Callable[[str], Any]):
+        self.name = f"listen-{channel}"
+        super().__init__()
+        self.channel = channel
+        self.callback = callback
+
+    def _connect(self) -> Any:
         import psycopg
 
         params = connection.get_connection_params()
@@ -51,7 +151,7 @@ class Listener:
         params.pop("prepare_threshold", None)
         return psycopg.connect(**params, autocommit=True)
 
-    def _run(self):
+    def _run(self) -> None:
         while not self.stopped.is_set():
             try:
                 with self._connect() as conn:

@@ -33,6 +33,7 @@ log = logging.getLogger("integr8s.worker")
 
 HEARTBEAT_S = 0.25  # how often leases are extended and cancel requests passed on
 RECOVER_S = 2.0  # how often expired leases are looked for
+LISTENING_POLL_S = 1.0  # how often an idle worker that gets wake-ups looks anyway
 
 
 @dataclass
@@ -96,9 +97,15 @@ class Command(BaseCommand):
 
         self.register()
         self.reap()
-        listener = None
+        # Woken when a run is queued, and when one ends (its host slot may be the one this
+        # worker waits for); on SQLite one watcher sees both.
+        self.listeners = []
         if notify.supported() and not self.once:
-            listener = notify.Listener(notify.QUEUED, lambda _: self.wakeup.set()).start()
+            channels = [notify.QUEUED] + ([notify.FINISHED] if notify.sqlite_file() is None else [])
+            self.listeners = [
+                notify.Listener(channel, lambda _: self.wakeup.set()).start()
+                for channel in channels
+            ]
         self.pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="run")
         log.info(
             "worker %s started: backend=%s concurrency=%d",
@@ -110,7 +117,7 @@ class Command(BaseCommand):
             self.loop()
         finally:
             self.drain()
-            if listener:
+            for listener in self.listeners:
                 listener.stop()
             Worker.objects.filter(name=self.name).update(stopped_at=timezone.now(), in_flight=0)
             connection.close()
@@ -125,7 +132,8 @@ class Command(BaseCommand):
         self.wakeup.set()
 
     def loop(self) -> None:
-        poll = settings.WORKER_POLL_S
+        # With wake-ups, looking again now and then is only a safety net (a lost notification).
+        poll = LISTENING_POLL_S if self.listeners else settings.WORKER_POLL_S
         while not self.shutdown.is_set():
             found = self.handle_one()
             self.maybe_heartbeat()
