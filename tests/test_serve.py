@@ -29,12 +29,26 @@ def get(url, data=None):
         return response.status, json.loads(response.read())
 
 
+def children_running(parent: int, marker: str) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(parent), "-f", marker], capture_output=True, text=True)
+    return [int(pid) for pid in out.stdout.split()]
+
+
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
-def test_serve_runs_web_and_worker_and_stops_both_on_ctrl_c():
+def test_serve_runs_web_and_worker_restarts_a_dead_worker_and_stops_both_on_ctrl_c():
     port = free_port()
+    metrics_port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "manage.py", "serve", "--port", str(port)],
+        [
+            sys.executable,
+            "manage.py",
+            "serve",
+            "--port",
+            str(port),
+            "--worker-metrics-port",
+            str(metrics_port),
+        ],
         cwd=ROOT,
         env={**os.environ, "DATABASE_URL": database_url()},
         stdout=subprocess.PIPE,
@@ -51,6 +65,7 @@ def test_serve_runs_web_and_worker_and_stops_both_on_ctrl_c():
                     break
             except OSError:
                 pass
+            assert proc.poll() is None, proc.communicate()[0].decode(errors="replace")
             assert time.monotonic() < deadline, "the site did not become ready"
             time.sleep(0.2)
         assert body["workers"] == 1
@@ -59,11 +74,31 @@ def test_serve_runs_web_and_worker_and_stops_both_on_ctrl_c():
             f"{base}/api/v1/execute?wait=true", json.dumps({"script": "print(6 * 7)"}).encode()
         )
         assert (status, result["status"], result["output"]) == (200, "completed", "42\n")
+
+        # The worker's own metrics, on loopback: what it finished.
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/", timeout=10) as r:
+            assert 'integr8s_executions_finished_total{error_type="",' in r.read().decode()
+
+        # A worker that dies is started again; the site keeps serving meanwhile.
+        (worker_pid,) = children_running(proc.pid, "runworker")
+        os.kill(worker_pid, signal.SIGKILL)
+        assert get(f"{base}/api/v1/k8s-limits")[0] == 200
+        deadline = time.monotonic() + 30
+        while children_running(proc.pid, "runworker") in ([], [worker_pid]):
+            assert time.monotonic() < deadline, "the worker was not started again"
+            time.sleep(0.2)
+        status, result = get(
+            f"{base}/api/v1/execute?wait=true", json.dumps({"script": "print(7)"}).encode()
+        )
+        assert (status, result["output"]) == (200, "7\n")
     finally:
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl+C in a terminal sends
         out, _ = proc.communicate(timeout=40)
     assert proc.returncode == 0, out.decode(errors="replace")
     assert f"integr8s is up on http://127.0.0.1:{port}/" in out.decode()
+    assert "the worker stopped (killed by signal SIGKILL); starting it again in 1 s" in (
+        out.decode()
+    )
     leftover = subprocess.run(
         ["pgrep", "-f", f"127.0.0.1:{port}"], capture_output=True, text=True
     ).stdout

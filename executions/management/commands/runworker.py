@@ -64,6 +64,9 @@ class Command(BaseCommand):
             "--metrics-port", type=int, default=0, help="Serve Prometheus metrics on this port."
         )
         parser.add_argument(
+            "--metrics-addr", default="127.0.0.1", help="Address for --metrics-port."
+        )
+        parser.add_argument(
             "--backend",
             choices=["local", "kubernetes"],
             default=None,
@@ -90,7 +93,8 @@ class Command(BaseCommand):
         if options["metrics_port"]:
             from prometheus_client import start_http_server
 
-            start_http_server(options["metrics_port"])
+            # Loopback unless told otherwise: metrics are for the operator's Prometheus.
+            start_http_server(options["metrics_port"], addr=options["metrics_addr"])
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, self.on_signal)
             signal.signal(signal.SIGINT, self.on_signal)
