@@ -1,14 +1,20 @@
-"""Account serializers for the API: sign-up and the signed-in user."""
+"""Account serializers for the API: sign-up, the signed-in user, API keys, token refresh."""
 
-from django.contrib.auth import get_user_model, password_validation
+from typing import Any
+
+from django.contrib.auth import password_validation
 from django.contrib.auth.validators import UnicodeUsernameValidator
 from django.core.exceptions import ValidationError as DjangoValidationError
-from rest_framework import serializers
-from rest_framework.validators import UniqueValidator
+from rest_framework import exceptions, serializers
+from rest_framework_simplejwt.serializers import TokenRefreshSerializer
+from rest_framework_simplejwt.settings import api_settings as jwt_settings
+from rest_framework_simplejwt.tokens import RefreshToken
+from rest_framework_simplejwt.utils import get_md5_hash_password
 
-from executions.serializers import NoUnknownFieldsMixin, StrictCharField
+from accounts.models import ApiKey, User, fold
+from integr8s.api import NoUnknownFieldsMixin, StrictCharField
 
-User = get_user_model()
+USERNAME_TAKEN = "That username is taken. Pick another."
 
 
 class UserSerializer(serializers.ModelSerializer):
@@ -18,26 +24,35 @@ class UserSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class UsernameField(StrictCharField):
+    """A user name as it will be stored: normalised (NFKC) before any rule is checked, so
+    the length, the characters and "is it taken" are judged on what is saved."""
+
+    def to_internal_value(self, data: Any) -> str:
+        return User.normalize_username(super().to_internal_value(data))
+
+
 class RegisterSerializer(NoUnknownFieldsMixin, serializers.Serializer):
-    username = StrictCharField(
+    username = UsernameField(
         max_length=150,
-        validators=[
-            UnicodeUsernameValidator(),
-            # Case-insensitive, like Django's sign-up form: "Alice" may not impersonate "alice".
-            UniqueValidator(
-                queryset=User.objects.all(),
-                lookup="iexact",
-                message="That username is taken. Pick another.",
-            ),
-        ],
-        help_text="Letters, digits and @/./+/-/_ only; at most 150 characters.",
+        validators=[UnicodeUsernameValidator()],
+        help_text=(
+            "Letters, digits and @/./+/-/_ only; at most 150 characters. Names that differ "
+            'only in case or width ("Alice", "ａｌｉｃｅ") are the same name.'
+        ),
     )
     password = StrictCharField(
         write_only=True, trim_whitespace=False, style={"input_type": "password"}
     )
     email = serializers.EmailField(required=False, allow_blank=True)
 
-    def validate(self, attrs):
+    def validate_username(self, value: str) -> str:
+        # The database's unique username_key decides in the end (a race is answered the same).
+        if User.objects.filter(username_key=fold(value)).exists():
+            raise serializers.ValidationError(USERNAME_TAKEN)
+        return value
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         candidate = User(username=attrs["username"], email=attrs.get("email", ""))
         try:
             password_validation.validate_password(attrs["password"], user=candidate)
@@ -45,7 +60,7 @@ class RegisterSerializer(NoUnknownFieldsMixin, serializers.Serializer):
             raise serializers.ValidationError({"password": list(exc.messages)}) from None
         return attrs
 
-    def create(self, validated_data):
+    def create(self, validated_data: dict[str, Any]) -> User:
         return User.objects.create_user(
             validated_data["username"],
             validated_data.get("email", ""),
@@ -61,3 +76,52 @@ class RegisteredSerializer(serializers.Serializer):
     refresh = serializers.CharField(
         help_text="Trade it for a new access token at /auth/token/refresh."
     )
+
+
+class RefreshSerializer(TokenRefreshSerializer):
+    """simplejwt's refresh, which rotates the token (the one sent is blacklisted), and also
+    refuses a token from before a password change or of a deleted account (401, not 500)."""
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, str]:
+        refresh = self.token_class(attrs["refresh"])
+        user_id = refresh.payload.get(jwt_settings.USER_ID_CLAIM)
+        user = User.objects.filter(**{jwt_settings.USER_ID_FIELD: user_id}).first()
+        if user is None or not user.is_active:
+            raise exceptions.AuthenticationFailed(
+                "This token's account no longer exists.", "no_active_account"
+            )
+        if refresh.payload.get(jwt_settings.REVOKE_TOKEN_CLAIM) != get_md5_hash_password(
+            user.password
+        ):
+            raise exceptions.AuthenticationFailed(
+                "The password was changed since this token was made: sign in again.",
+                "password_changed",
+            )
+        return super().validate(attrs)
+
+
+def tokens_for(user: User) -> dict[str, str]:
+    refresh = RefreshToken.for_user(user)
+    return {"access": str(refresh.access_token), "refresh": str(refresh)}
+
+
+class ApiKeySerializer(NoUnknownFieldsMixin, serializers.ModelSerializer):
+    name = StrictCharField(max_length=100, help_text="What the key is for, to tell keys apart.")
+
+    class Meta:
+        model = ApiKey
+        fields = ["key_id", "name", "prefix", "created_at", "last_used_at"]
+        read_only_fields = ["key_id", "prefix", "created_at", "last_used_at"]
+
+
+class NewApiKeySerializer(ApiKeySerializer):
+    """The answer to making a key: the only time the key itself is shown."""
+
+    key = serializers.CharField(
+        read_only=True,
+        help_text="Send it as `Authorization: Api-Key <key>`. Shown once: it is stored hashed.",
+    )
+
+    class Meta(ApiKeySerializer.Meta):
+        fields = [*ApiKeySerializer.Meta.fields, "key"]
+        read_only_fields = [*ApiKeySerializer.Meta.read_only_fields, "key"]

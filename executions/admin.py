@@ -100,22 +100,37 @@ class ExecutionAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False  # runs are submitted through the site or the API, never typed in here
 
+    def get_queryset(self, request):
+        # The one access rule of pages and API: operators with the view permission see all.
+        return Execution.objects.visible_to(request).select_related("owner")
+
     @admin.action(description="Cancel selected runs", permissions=["change"])
     def cancel_runs(self, request, queryset):
-        cancelled = sum(ex.cancel(by="an operator") for ex in queryset.active())
-        skipped = queryset.count() - cancelled
+        chosen = queryset.count()
+        mine = Execution.objects.controlled_by(request).filter(pk__in=queryset.values("pk"))
+        cancelled = sum(ex.cancel(by="an operator") for ex in mine.active())
         self.message_user(request, f"Cancelled {cancelled} run(s).", messages.SUCCESS)
-        if skipped:
+        if chosen - cancelled:
             self.message_user(
                 request,
-                f"{skipped} run(s) had already ended and were left as they were.",
+                f"{chosen - cancelled} run(s) had already ended and were left as they were.",
                 messages.WARNING,
             )
 
     @admin.action(description="Retry selected runs (as new runs)", permissions=["change"])
     def retry_runs(self, request, queryset):
-        new = [ex.retry() for ex in queryset]
+        """The same checks as "Run again" on the page and in the API (Execution.retry_problem):
+        a run still going, or one whose version or size is no longer accepted, is skipped."""
+        new, refused = [], []
+        for ex in queryset:
+            problem = ex.retry_problem()
+            if problem:
+                refused.append(f"{ex.execution_id}: {problem}")
+            else:
+                new.append(ex.retry())
         self.message_user(request, f"Queued {len(new)} new run(s).", messages.SUCCESS)
+        for why in refused:
+            self.message_user(request, f"Not run again: {why}", messages.WARNING)
 
 
 @admin.register(SavedScript)

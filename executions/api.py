@@ -1,21 +1,26 @@
 """The JSON API under /api/v1/: submit and follow executions, limits, runtimes, saved scripts.
 
-Who sees what: a signed-in user's executions and saved scripts are theirs alone (404 for
-everyone else); an anonymous execution is readable, cancellable and retryable by whoever holds
-its UUID, which is the only credential an anonymous API client has.
+Who sees what is Execution.objects.visible_to() / owned_by() / controlled_by(), the rule the
+pages and the admin apply too: a signed-in user's executions and saved scripts are theirs alone
+(404 for everyone else); an anonymous execution is readable and can be run again by whoever
+holds its UUID, and is cancelled, listed and replayed (Idempotency-Key) by the browser session
+that made it (its session cookie).
 """
 
 import math
 import time
 import uuid
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from datetime import timedelta
 from typing import Any, NoReturn
 
 from django.conf import settings
-from django.core.exceptions import RequestDataTooBig
+from django.core.cache import cache
 from django.db import IntegrityError, connection, transaction
 from django.db.models import QuerySet
 from django.urls import Resolver404, resolve, reverse
+from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiExample,
@@ -30,14 +35,12 @@ from rest_framework.pagination import PageNumberPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
-from rest_framework.views import exception_handler as drf_exception_handler
 
 from accounts.models import User
 from executions import examples, limits, notify, runtimes, throttling
-from executions.models import ACTIVE, Execution, ExecutionQuerySet, SavedScript, submission_errors
+from executions.models import ACTIVE, Execution, ExecutionQuerySet, SavedScript
 from executions.serializers import (
     AcceptedSerializer,
-    DetailSerializer,
     ExampleSerializer,
     ExecuteSerializer,
     ExecutionFilterSerializer,
@@ -47,104 +50,42 @@ from executions.serializers import (
     RuntimesSerializer,
     SavedScriptSerializer,
 )
+from integr8s.api import (
+    CONFLICT,
+    THROTTLED,
+    TOO_LARGE,
+    UNAUTHORIZED,
+    VALIDATION_ERROR,
+    DetailSerializer,
+    conflict,
+    too_many,
+)
+from integr8s.throttling import Refusal
 
 IDEMPOTENCY_KEY_MAX = 200  # Execution.idempotency_key's max_length
 
-# --- Errors ----------------------------------------------------------------------------------
-
-
-class PayloadTooLarge(exceptions.APIException):
-    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
-    default_code = "payload_too_large"
-
-
-def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    """DRF's handler, plus the errors Django raises while reading a body, as JSON 4xx."""
-    if isinstance(exc, RequestDataTooBig):
-        exc = PayloadTooLarge(
-            f"The request body is larger than the limit of "
-            f"{limits.human_bytes(settings.DATA_UPLOAD_MAX_MEMORY_SIZE)}."
-        )
-    elif isinstance(exc, RecursionError) and "JSON" in str(exc):
-        exc = exceptions.ParseError("JSON parse error - the document is nested too deeply.")
-    return drf_exception_handler(exc, context)
-
-
-# Response descriptions for the schema.
-VALIDATION_ERROR = OpenApiResponse(
-    response={
-        "type": "object",
-        "additionalProperties": {"type": "array", "items": {"type": "string"}},
-    },
-    description="Bad input: each field named, with what is wrong with it.",
-    examples=[
-        OpenApiExample(
-            "Empty script",
-            value={"script": ["The script is empty. Write or paste some Python code."]},
-            status_codes=["400"],
-        )
-    ],
-)
 NOT_FOUND = OpenApiResponse(DetailSerializer, description="No such execution visible to you.")
-THROTTLED = OpenApiResponse(
-    DetailSerializer,
-    description="Too many runs, or too many waiting or running: see the Retry-After header.",
-)
-CONFLICT = OpenApiResponse(DetailSerializer, description="Not possible in the current state.")
-TOO_LARGE = OpenApiResponse(DetailSerializer, description="The request body is too large.")
 EXECUTION_ID = OpenApiParameter(
     "execution_id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="The execution's id."
 )
-
-
-def too_many(refusal: throttling.Refusal) -> Response:
-    return Response(
-        {"detail": refusal.message},
-        status=status.HTTP_429_TOO_MANY_REQUESTS,
-        headers={"Retry-After": str(refusal.retry_after)},
-    )
-
-
-def conflict(message: str) -> Response:
-    return Response({"detail": message}, status=status.HTTP_409_CONFLICT)
+KEY_REUSED = OpenApiResponse(
+    VALIDATION_ERROR.response,
+    description="The Idempotency-Key was used before for a different request.",
+)
 
 
 # --- Helpers ---------------------------------------------------------------------------------
 
 
-def caller_fields(request: Request) -> dict[str, Any]:
-    """Who is submitting: the fields an execution records about its caller."""
-    if request.user.is_authenticated:
-        owner, session_key = request.user, ""
-    else:
-        owner, session_key = None, request.session.session_key or ""
-    return {
-        "owner": owner,
-        "session_key": session_key,
-        "client_ip": throttling.client_ip(request) or None,
-    }
-
-
-def own_executions(request: Request) -> ExecutionQuerySet:
-    """The caller's history: a user's runs, or an anonymous browser session's."""
-    if request.user.is_authenticated:
-        return Execution.objects.for_user(request.user)
-    session_key = request.session.session_key
-    if not session_key:
-        return Execution.objects.none()
-    return Execution.objects.filter(owner=None, session_key=session_key)
-
-
-def get_execution(request: Request, execution_id: str) -> Execution:
-    """The execution with this UUID if the caller may see it (theirs, or anonymous); else 404."""
+def get_execution(request: Request, execution_id: str, among: ExecutionQuerySet) -> Execution:
+    """The execution with this UUID among those the rule lets this request see; else 404."""
     missing = exceptions.NotFound(f'There is no execution with id "{execution_id}".')
     try:
         uid = uuid.UUID(execution_id)
     except ValueError:
         raise missing from None
-    visible = Execution.objects.for_user(request.user) | Execution.objects.filter(owner=None)
     try:
-        return visible.get(execution_id=uid)
+        return among.get(execution_id=uid)
     except Execution.DoesNotExist:
         raise missing from None
 
@@ -159,21 +100,103 @@ def query_bool(request: Request, name: str) -> bool:
 
 
 def idempotency_key(request: Request) -> str:
+    """The Idempotency-Key header, checked. An anonymous caller's key belongs to its browser
+    session; one without a session has nothing to tie it to, so its key is refused rather
+    than silently ignored (its retry would run the script twice)."""
     key = request.headers.get("Idempotency-Key", "").strip()
     if len(key) > IDEMPOTENCY_KEY_MAX:
         raise serializers.ValidationError(
             {"Idempotency-Key": [f"At most {IDEMPOTENCY_KEY_MAX} characters."]}
         )
+    if key and not request.user.is_authenticated and not live_session(request):
+        raise serializers.ValidationError(
+            {
+                "Idempotency-Key": [
+                    "An anonymous caller's key belongs to its browser session, and this "
+                    "request has none. Send the session cookie an earlier answer set, or sign "
+                    "in (a JWT or an API key)."
+                ]
+            }
+        )
     return key
 
 
-def earlier_submission(key: str, caller: dict[str, Any]) -> Execution | None:
-    """The execution this caller already submitted with this Idempotency-Key, if any."""
-    if caller["owner"] is not None:
-        same_caller = Execution.objects.for_user(caller["owner"])
-    else:
-        same_caller = Execution.objects.filter(owner=None, client_ip=caller["client_ip"])
-    return same_caller.filter(idempotency_key=key).order_by("created_at", "id").first()
+def live_session(request: Request) -> bool:
+    """Whether the request carries a session that exists (reading it drops an unknown
+    cookie's key, so a made-up cookie is no session)."""
+    request.session.get("")  # loads the session
+    return bool(request.session.session_key)
+
+
+def key_cutoff() -> Any:
+    return timezone.now() - timedelta(hours=settings.IDEMPOTENCY_KEY_HOURS)
+
+
+def earlier_submission(request: Request, key: str) -> Execution | None:
+    """The execution this caller submitted with this Idempotency-Key, if it is still fresh."""
+    mine = Execution.objects.owned_by(request).filter(idempotency_key=key)
+    return mine.filter(created_at__gte=key_cutoff()).order_by("created_at", "id").first()
+
+
+def expire_key(request: Request, key: str) -> None:
+    """An expired key may be used again: its old execution lets go of it."""
+    mine = Execution.objects.owned_by(request).filter(idempotency_key=key)
+    mine.filter(created_at__lt=key_cutoff()).update(idempotency_key="")
+
+
+def same_request(execution: Execution, data: dict[str, Any]) -> bool:
+    version = data.get("python_version") or runtimes.default_version()
+    return (execution.script, execution.python_version, execution.stdin) == (
+        data["script"],
+        version,
+        data.get("stdin") or "",
+    )
+
+
+def key_reused(key: str, earlier: Execution) -> Response:
+    return Response(
+        {
+            "Idempotency-Key": [
+                f'The key "{key}" was used for a different request (execution '
+                f"{earlier.execution_id}: another script, Python version or input). Use a new "
+                "key for a new request."
+            ]
+        },
+        status=status.HTTP_422_UNPROCESSABLE_ENTITY,
+    )
+
+
+@contextmanager
+def wait_slot(request: Request) -> Iterator[Refusal | None]:
+    """A caller holds at most MAX_ACTIVE_PER_CALLER requests waiting (wait=true) at once, new
+    submissions and replays alike: each holds a server thread while it waits. Counted per
+    web process (a thread is a process's to run out of)."""
+    who = (
+        f"user:{request.user.pk}"
+        if request.user.is_authenticated
+        else throttling.client_ip(request)
+    )
+    key = f"waiting:{who}"
+    cache.add(key, 0, timeout=3600)
+    try:
+        held = cache.incr(key)
+    except ValueError:  # expired between add and incr
+        cache.set(key, 1, timeout=3600)
+        held = 1
+    try:
+        if held > settings.MAX_ACTIVE_PER_CALLER:
+            yield Refusal(
+                f"You already have {held - 1} requests waiting for runs to end (the limit is "
+                f"{settings.MAX_ACTIVE_PER_CALLER}). Wait for one, or poll the result instead.",
+                retry_after=1,
+            )
+        else:
+            yield None
+    finally:
+        try:
+            cache.decr(key)
+        except ValueError:
+            pass
 
 
 def wait_for(execution: Execution, fresh: bool = False) -> Execution:
@@ -238,8 +261,12 @@ def full(
         "result (202 with the current state if it did not end in time: the wait is bounded by "
         "the wall-time limit plus a margin, while queued and again while running). "
         "With an `Idempotency-Key` header, a repeat of the same key by the same caller (the same "
-        "user; for anonymous callers the same IP address) answers 200 with the execution it "
-        "already created instead of running the script again."
+        "user; for anonymous callers the same browser session, i.e. its session cookie: without "
+        "one the key is refused with 400) answers 200 with the execution it already created "
+        "instead of running the script again. A key is remembered for IDEMPOTENCY_KEY_HOURS "
+        "(24 h by default); reused in that time with a different script, version or input it "
+        "is refused with 422. Replays count against the submission rate, and a caller holds at "
+        "most as many `wait=true` requests at once as it may have runs in flight."
     ),
     request=ExecuteSerializer,
     parameters=[
@@ -267,6 +294,7 @@ def full(
         400: VALIDATION_ERROR,
         413: TOO_LARGE,
         415: OpenApiResponse(DetailSerializer, description="The body is not JSON."),
+        422: KEY_REUSED,
         429: THROTTLED,
     },
     examples=[
@@ -283,10 +311,12 @@ def execute(request: Request) -> Response:
     key = idempotency_key(request)
     submission = ExecuteSerializer(data=request.data)
     submission.is_valid(raise_exception=True)
-    caller = caller_fields(request)
+    data = submission.validated_data
 
-    earlier = earlier_submission(key, caller) if key else None
+    earlier = earlier_submission(request, key) if key else None
     if earlier is None:
+        if key:
+            expire_key(request, key)
         refusal = throttling.check_submission(request)
         if refusal:
             return too_many(refusal)
@@ -295,20 +325,31 @@ def execute(request: Request) -> Response:
             # a duplicate key; on its own the INSERT commits by itself, in one round trip.
             with transaction.atomic() if connection.in_atomic_block else nullcontext():
                 execution = Execution.objects.submit(
-                    **submission.validated_data, idempotency_key=key, **caller
+                    **data, idempotency_key=key, **throttling.caller_fields(request)
                 )
         except IntegrityError:
             # Two requests with the same key raced; the other one's insert won.
-            earlier = earlier_submission(key, caller) if key else None
+            earlier = earlier_submission(request, key) if key else None
             if earlier is None:
                 raise
+    elif refusal := throttling.check_rate(request):
+        return too_many(refusal)
     if earlier is not None:
-        if wait:
-            earlier = wait_for(earlier)
-        return full(earlier, request, headers={"Idempotent-Replayed": "true"})
-    if not wait:
+        if not same_request(earlier, data):
+            return key_reused(key, earlier)
+        if not wait:
+            return full(earlier, request, headers={"Idempotent-Replayed": "true"})
+        execution, fresh = earlier, False
+    elif not wait:
         return accepted(execution, request)
-    execution = wait_for(execution, fresh=True)  # just queued: nothing to look at yet
+    else:
+        fresh = True  # just queued: nothing to look at yet
+    with wait_slot(request) as refusal:
+        if refusal:
+            return too_many(refusal)
+        execution = wait_for(execution, fresh=fresh)
+    if earlier is not None:
+        return full(execution, request, headers={"Idempotent-Replayed": "true"})
     return full(execution, request, status.HTTP_200_OK if execution.is_terminal else 202)
 
 
@@ -322,7 +363,9 @@ def execute(request: Request) -> Response:
 )
 @api_view(["GET"])
 def result(request: Request, execution_id: str) -> Response:
-    return full(get_execution(request, execution_id), request)
+    return full(
+        get_execution(request, execution_id, Execution.objects.visible_to(request)), request
+    )
 
 
 class PaginatedExecutionListSerializer(serializers.Serializer):
@@ -351,7 +394,7 @@ class PaginatedExecutionListSerializer(serializers.Serializer):
 def execution_list(request: Request) -> Response:
     filters = ExecutionFilterSerializer(data=request.query_params)
     filters.is_valid(raise_exception=True)
-    executions = own_executions(request).filter(**filters.validated_data)
+    executions = Execution.objects.owned_by(request).filter(**filters.validated_data)
     executions = executions.select_related("retry_of").order_by("-created_at", "-id")
     paginator = PageNumberPagination()
     page = paginator.paginate_queryset(executions, request)
@@ -363,7 +406,9 @@ def execution_list(request: Request) -> Response:
     summary="Cancel an execution",
     description=(
         "A queued run is cancelled at once (200). A running one is flagged and its sandbox "
-        "killed by the worker within moments (202; poll the result). Already finished: 409."
+        "killed by the worker within moments (202; poll the result). Already finished: 409. "
+        "Only its owner may cancel a run: the user, or for an anonymous run the browser "
+        "session that made it (404 for anyone else)."
     ),
     request=None,
     parameters=[EXECUTION_ID],
@@ -376,8 +421,9 @@ def execution_list(request: Request) -> Response:
 )
 @api_view(["POST"])
 def execution_cancel(request: Request, execution_id: str) -> Response:
-    execution = get_execution(request, execution_id)
-    by = "its owner" if request.user.is_authenticated else "an API client"
+    execution = get_execution(request, execution_id, Execution.objects.controlled_by(request))
+    mine = execution.owner_id is None or execution.owner_id == request.user.pk
+    by = "its owner" if mine else "an operator"
     if not execution.is_terminal:
         execution.cancel(by=by)
         execution.refresh_from_db()
@@ -408,18 +454,13 @@ def execution_cancel(request: Request, execution_id: str) -> Response:
 )
 @api_view(["POST"])
 def execution_retry(request: Request, execution_id: str) -> Response:
-    original = get_execution(request, execution_id)
-    if not original.is_terminal:
-        return conflict(
-            f"This execution is still {original.status}; wait for it to end or cancel it first."
-        )
-    problems = submission_errors(original.script, original.python_version, original.stdin)
-    if problems:
-        return conflict("This execution cannot run again: " + " ".join(problems.values()))
+    original = get_execution(request, execution_id, Execution.objects.visible_to(request))
+    if problem := original.retry_problem():
+        return conflict(problem)
     refusal = throttling.check_submission(request)
     if refusal:
         return too_many(refusal)
-    return accepted(original.retry(**caller_fields(request)), request)
+    return accepted(original.retry(**throttling.caller_fields(request)), request)
 
 
 # --- Limits, runtimes, examples --------------------------------------------------------------
@@ -498,7 +539,6 @@ class SavedScriptMixin(generics.GenericAPIView[SavedScript]):
             ) from None
 
 
-UNAUTHORIZED = OpenApiResponse(DetailSerializer, description="Not signed in.")
 SCRIPT_NOT_FOUND = OpenApiResponse(DetailSerializer, description="No such saved script of yours.")
 
 

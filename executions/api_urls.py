@@ -1,9 +1,9 @@
-"""Everything under /api/: the OpenAPI schema, its interactive docs, and version 1 of the API."""
+"""Everything under /api/: the OpenAPI schema, its interactive docs, and version 1 of the API
+(its account endpoints, /api/v1/auth/, are accounts.api_urls, included by integr8s.urls)."""
 
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from accounts import api as accounts_api
 from executions import api
 
 v1 = [
@@ -17,10 +17,6 @@ v1 = [
     path("executions/<str:execution_id>/retry", api.execution_retry, name="api-execution-retry"),
     path("scripts/", api.SavedScriptList.as_view(), name="api-scripts"),
     path("scripts/<str:script_id>/", api.SavedScriptDetail.as_view(), name="api-script"),
-    path("auth/register", accounts_api.register, name="api-register"),
-    path("auth/token", accounts_api.TokenView.as_view(), name="api-token"),
-    path("auth/token/refresh", accounts_api.TokenRefresh.as_view(), name="api-token-refresh"),
-    path("auth/me", accounts_api.me, name="api-me"),
 ]
 
 urlpatterns = [

@@ -1,6 +1,7 @@
 from typing import Any, cast
 
 from django import forms
+from django.db import IntegrityError, transaction
 from django.templatetags.static import static
 
 from executions import runtimes
@@ -68,12 +69,27 @@ class SaveScriptForm(forms.ModelForm):
 
     def clean_name(self):
         name = self.cleaned_data["name"].strip()
-        taken = SavedScript.objects.filter(owner=self.owner, name__iexact=name)
-        if self.instance.pk:
-            taken = taken.exclude(pk=self.instance.pk)
-        if taken.exists():
-            raise forms.ValidationError(f"You already have a script called “{name}”.")
+        if SavedScript.name_taken(self.owner, name, self.instance.pk):
+            raise forms.ValidationError(self.taken_message(name))
         return name
+
+    @staticmethod
+    def taken_message(name: str) -> str:
+        return f"You already have a script called “{name}”."
+
+    def save_or_taken(self, **fields: Any) -> SavedScript | None:
+        """Save (with fields set on the instance), or None with the name's error when another
+        request took the name a moment ago: the database's constraint has the last word."""
+        saved = self.save(commit=False)
+        for name, value in fields.items():
+            setattr(saved, name, value)
+        try:
+            with transaction.atomic():
+                saved.save()
+        except IntegrityError:
+            self.add_error("name", self.taken_message(saved.name))
+            return None
+        return saved
 
     def clean(self) -> dict[str, Any]:
         super().clean()

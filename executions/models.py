@@ -5,9 +5,12 @@ from typing import TYPE_CHECKING, Any, Self
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
+from django.contrib.auth.signals import user_logged_in
 from django.db import connections, models
-from django.db.models import Count, OuterRef, Q, Subquery
-from django.db.models.functions import Coalesce
+from django.db.models import Count, OuterRef, Q, Subquery, Value
+from django.db.models.functions import Coalesce, Lower
+from django.dispatch import receiver
+from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
 
@@ -16,8 +19,24 @@ from executions.limits import Limits
 if TYPE_CHECKING:
     from executions.sandbox import RunResult
 
-TERMINAL = ("completed", "failed", "timeout", "cancelled")
-ACTIVE = ("queued", "running")
+
+class Status(models.TextChoices):
+    """What a run is doing or how it ended: the one list of names and the words pages show.
+    Execution.Status; ACTIVE, TERMINAL, the templates and the trigger's SQL derive from it."""
+
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    COMPLETED = "completed", "Completed"
+    FAILED = "failed", "Failed"
+    TIMEOUT = "timeout", "Timed out"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+ACTIVE: tuple[str, ...] = (Status.QUEUED, Status.RUNNING)
+TERMINAL: tuple[str, ...] = tuple(s for s in Status if s not in ACTIVE)
+# The session key under which this browser session's anonymous runs were recorded (kept in
+# the server-side session data, so a client cannot claim another session's runs).
+ANONYMOUS_RUNS = "anonymous_runs"
 
 
 def submission_errors(script: str, python_version: str, stdin: str) -> dict[str, str]:
@@ -96,11 +115,40 @@ class ExecutionQuerySet(models.QuerySet["Execution"]):
             return self.filter(owner=None, client_ip=client_ip)
         return self.filter(owner=None, session_key=session_key or "-")
 
-    def for_user(self, user: AbstractBaseUser | AnonymousUser | None) -> Self:
-        """What this user may see: their own runs (anonymous users see none through this)."""
-        if user is None or not user.is_authenticated:
-            return self.none()
-        return self.filter(owner=user)
+    # --- who may see what: the one rule pages, API and admin apply ---------------------------
+
+    def visible_to(self, request: HttpRequest) -> Self:
+        """Runs this request may open (read, open in the editor, run again as its own run): a
+        signed-in user's own; any anonymous run, whose UUID is its link; and every run for
+        operators with the view permission (the admin). Everyone else gets 404."""
+        user = request.user
+        if user.is_authenticated and user.has_perm("executions.view_execution"):
+            return self.all()
+        visible = Q(owner=None)
+        if user.is_authenticated:
+            visible |= Q(owner=user)
+        return self.filter(visible)
+
+    def owned_by(self, request: HttpRequest) -> Self:
+        """This caller's own runs (history, Idempotency-Keys): a user's, or the anonymous runs
+        of this browser session."""
+        if request.user.is_authenticated:
+            return self.filter(owner=request.user)
+        key = request.session.get(ANONYMOUS_RUNS)
+        return self.filter(owner=None, session_key=key) if key else self.none()
+
+    def controlled_by(self, request: HttpRequest) -> Self:
+        """Runs this request may act on (cancel): its own, and every run for operators with
+        the change permission."""
+        if request.user.is_authenticated and request.user.has_perm("executions.change_execution"):
+            return self.all()
+        return self.owned_by(request)
+
+    def adopt(self, session_key: str, user: AbstractBaseUser) -> int:
+        """Give a browser session's anonymous runs to the account it signed in to."""
+        return self.filter(owner=None, session_key=session_key).update(
+            owner=user, session_key="", caller=caller_of({"owner": user})
+        )
 
     def queued(self) -> Self:
         return self.filter(status=Execution.Status.QUEUED)
@@ -211,13 +259,7 @@ class ExecutionQuerySet(models.QuerySet["Execution"]):
 
 
 class Execution(models.Model):
-    class Status(models.TextChoices):
-        QUEUED = "queued"
-        RUNNING = "running"
-        COMPLETED = "completed"
-        FAILED = "failed"
-        TIMEOUT = "timeout"
-        CANCELLED = "cancelled"
+    Status = Status
 
     class ErrorType(models.TextChoices):
         SCRIPT_ERROR = "script_error", "script error"
@@ -313,11 +355,11 @@ class Execution(models.Model):
                 condition=~Q(idempotency_key="") & Q(owner__isnull=False),
                 name="execution_idempotency_owner",
             ),
-            # Anonymous callers are told apart by IP address (see executions/api.py).
+            # An anonymous key belongs to a browser session (see executions/api.py).
             models.UniqueConstraint(
-                fields=["client_ip", "idempotency_key"],
+                fields=["session_key", "idempotency_key"],
                 condition=~Q(idempotency_key="") & Q(owner__isnull=True),
-                name="execution_idempotency_anonymous",
+                name="execution_idempotency_session",
             ),
         ]
 
@@ -388,6 +430,16 @@ class Execution(models.Model):
             self.reason = f"Cancelled by {by}."
         return bool(changed)
 
+    def retry_problem(self) -> str | None:
+        """Why this run cannot be run again, in words; None if it can. Pages, API and admin
+        ask the same question."""
+        if not self.is_terminal:
+            return f"This execution is still {self.status}; wait for it to end or cancel it first."
+        problems = submission_errors(self.script, self.python_version, self.stdin)
+        if problems:
+            return "This execution cannot run again: " + " ".join(problems.values())
+        return None
+
     def retry(self, **overrides: Any) -> "Execution":
         """A new queued execution running the same script, version and input."""
         fields = dict(
@@ -415,7 +467,8 @@ class SavedScript(models.Model):
     class Meta:
         ordering = ["-updated_at"]
         constraints = [
-            models.UniqueConstraint(fields=["owner", "name"], name="savedscript_owner_name"),
+            # Case-insensitive, the one rule form and API follow: "Foo" and "foo" are one name.
+            models.UniqueConstraint(Lower("name"), "owner", name="savedscript_owner_name_ci"),
         ]
 
     def __str__(self) -> str:
@@ -423,6 +476,15 @@ class SavedScript(models.Model):
 
     def get_absolute_url(self) -> str:
         return reverse("script-detail", args=[self.script_id])
+
+    @classmethod
+    def name_taken(cls, owner: Any, name: str, other_than: int | None = None) -> bool:
+        """Whether owner has another script of this name, compared as the constraint compares
+        (lower() in the database), so form, API and constraint never disagree."""
+        same = cls.objects.alias(key=Lower("name")).filter(owner=owner, key=Lower(Value(name)))
+        if other_than is not None:
+            same = same.exclude(pk=other_than)
+        return same.exists()
 
 
 class Worker(models.Model):
@@ -441,3 +503,14 @@ class Worker(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+@receiver(user_logged_in, dispatch_uid="executions.adopt_anonymous_runs")
+def adopt_anonymous_runs(
+    sender: type, request: HttpRequest | None, user: Any, **kwargs: Any
+) -> None:
+    """Runs this browser made anonymously become the account's when it signs up or in."""
+    session = getattr(request, "session", None)
+    key = session.pop(ANONYMOUS_RUNS, None) if session is not None else None
+    if key:
+        Execution.objects.adopt(key, user)

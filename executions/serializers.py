@@ -10,37 +10,7 @@ from rest_framework.fields import Field
 from rest_framework.request import Request
 
 from executions.models import Execution, SavedScript, submission_errors
-
-
-class StrictCharField(serializers.CharField):
-    """A CharField that refuses numbers and booleans instead of turning them into text."""
-
-    default_error_messages = {"invalid": "Must be a string (text in double quotes)."}
-
-    def to_internal_value(self, data: Any) -> str:
-        if not isinstance(data, str):
-            self.fail("invalid")
-        return super().to_internal_value(data)
-
-
-class NoUnknownFieldsMixin(serializers.Serializer):
-    """Refuse fields the client may not set, so a typo ("stdinn") is not silently ignored."""
-
-    def to_internal_value(self, data: Any) -> Any:
-        if isinstance(data, dict):
-            writable = [name for name, field in self.fields.items() if not field.read_only]
-            errors = {
-                str(key): [
-                    "This field is read-only."
-                    if key in self.fields
-                    else f"Unknown field. Allowed fields: {', '.join(writable)}."
-                ]
-                for key in data
-                if key not in writable
-            }
-            if errors:
-                raise serializers.ValidationError(errors)
-        return super().to_internal_value(data)
+from integr8s.api import NoUnknownFieldsMixin, StrictCharField
 
 
 class ExecuteSerializer(NoUnknownFieldsMixin, serializers.Serializer):
@@ -231,10 +201,8 @@ class SavedScriptSerializer(NoUnknownFieldsMixin, serializers.ModelSerializer):
 
     def validate_name(self, value: str) -> str:
         owner = self.context["request"].user
-        taken = SavedScript.objects.filter(owner=owner, name=value)
-        if self.instance is not None:
-            taken = taken.exclude(pk=self.instance.pk)
-        if taken.exists():
+        other_than = self.instance.pk if self.instance is not None else None
+        if SavedScript.name_taken(owner, value, other_than):
             raise serializers.ValidationError(
                 f'You already have a saved script named "{value}". Pick another name.'
             )
@@ -289,9 +257,3 @@ class ExampleSerializer(serializers.Serializer):
     description = serializers.CharField()
     python_version = serializers.CharField(required=False)
     script = serializers.CharField()
-
-
-class DetailSerializer(serializers.Serializer):
-    """For the schema only: the body of most errors."""
-
-    detail = serializers.CharField(help_text="What went wrong, in words.")

@@ -6,11 +6,12 @@ Each page is one template; the fragments HTMX swaps are {% partialdef %}s in it,
 
 import uuid
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.db.models import Q
+from django.db import IntegrityError, transaction
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
@@ -20,8 +21,8 @@ from django_htmx.middleware import HtmxDetails
 from accounts.models import User
 from executions import examples, limits, runtimes
 from executions.forms import HistoryFilter, RenameScriptForm, RunForm, SaveScriptForm
-from executions.models import Execution, ExecutionQuerySet, SavedScript, submission_errors
-from executions.throttling import check_submission, client_ip
+from executions.models import Execution, SavedScript
+from executions.throttling import caller_fields, check_submission
 
 PAGE_SIZE = 20
 STARTER_SCRIPT = (
@@ -43,33 +44,22 @@ class AuthenticatedHttpRequest(HtmxHttpRequest):
     user: User
 
 
-# --- who may see what ---------------------------------------------------------------------
-
-
-def visible_executions(request: HttpRequest) -> ExecutionQuerySet:
-    """Runs this request may open: anonymous ones by their id, and the user's own."""
-    visible = Q(owner=None)
-    if request.user.is_authenticated:
-        visible |= Q(owner=request.user)
-    return Execution.objects.filter(visible)
+# --- who may see what: Execution.objects.visible_to() and controlled_by(), as in the API --
 
 
 def can_control(request: HttpRequest, execution: Execution) -> bool:
-    """Cancel rights: the owner, or the browser session that started an anonymous run."""
-    if execution.owner_id is not None:
-        return request.user.is_authenticated and execution.owner_id == request.user.pk
-    key = request.session.session_key
-    return bool(key) and execution.session_key == key
+    """Cancel rights: the owner, the browser session that started an anonymous run, or an
+    operator."""
+    return Execution.objects.controlled_by(request).filter(pk=execution.pk).exists()
 
 
-def caller_fields(request: HttpRequest) -> dict[str, Any]:
-    """Who a new run belongs to; an anonymous run is listed for this browser's session."""
-    if request.user.is_authenticated:
-        return {"owner": request.user, "session_key": "", "client_ip": client_ip(request)}
-    if not request.session.session_key:
-        request.session.create()
-    request.session["runs"] = True  # keep the session (and its cookie) alive
-    return {"session_key": request.session.session_key, "client_ip": client_ip(request)}
+def current_path(request: HtmxHttpRequest) -> str:
+    """The path of the page an HTMX request came from, or "" (HX-Current-URL is the client's
+    to write: "http://[" is no URL, and must not be a 500)."""
+    try:
+        return urlsplit(request.htmx.current_url or "").path
+    except ValueError:
+        return ""
 
 
 def parse_uuid(value: str) -> uuid.UUID:
@@ -111,7 +101,7 @@ def editor_initial(request: HttpRequest) -> dict[str, Any]:
     """What the editor opens with: ?from=<execution>, ?script=<saved script>, ?example=<slug>."""
     if "from" in request.GET:
         source = get_object_or_404(
-            visible_executions(request), execution_id=parse_uuid(request.GET["from"])
+            Execution.objects.visible_to(request), execution_id=parse_uuid(request.GET["from"])
         )
         return {
             "script": source.script,
@@ -194,7 +184,7 @@ def run(request: HtmxHttpRequest) -> HttpResponse:
 
 @require_safe
 def execution_detail(request: HtmxHttpRequest, execution_id: uuid.UUID) -> HttpResponse:
-    execution = get_object_or_404(visible_executions(request), execution_id=execution_id)
+    execution = get_object_or_404(Execution.objects.visible_to(request), execution_id=execution_id)
     context = {"execution": execution, "can_control": can_control(request, execution)}
     if request.htmx:
         return render(request, "executions/execution_detail.html#result", context)
@@ -203,10 +193,11 @@ def execution_detail(request: HtmxHttpRequest, execution_id: uuid.UUID) -> HttpR
 
 @require_POST
 def cancel(request: HtmxHttpRequest, execution_id: uuid.UUID) -> HttpResponse:
-    execution = get_object_or_404(visible_executions(request), execution_id=execution_id)
-    if not can_control(request, execution):
-        raise Http404("No such execution.")
-    execution.cancel()
+    execution = get_object_or_404(
+        Execution.objects.controlled_by(request), execution_id=execution_id
+    )
+    mine = execution.owner_id is None or execution.owner_id == request.user.pk
+    execution.cancel(by="its owner" if mine else "an operator")
     execution.refresh_from_db()
     if not request.htmx:
         return redirect(execution)
@@ -223,18 +214,21 @@ def cancel(request: HtmxHttpRequest, execution_id: uuid.UUID) -> HttpResponse:
 @require_POST
 def retry(request: HtmxHttpRequest, execution_id: uuid.UUID) -> HttpResponse:
     """Run again: the same script, version and input, as a new run of this caller's."""
-    old = get_object_or_404(visible_executions(request), execution_id=execution_id)
-    problems = list(submission_errors(old.script, old.python_version, old.stdin).values())
-    refusal = None if problems else check_submission(request)
-    if problems or refusal:
+    old = get_object_or_404(Execution.objects.visible_to(request), execution_id=execution_id)
+    # Everything that can refuse is asked before the new run exists.
+    problem = old.retry_problem()
+    refusal = None if problem else check_submission(request)
+    if problem or refusal:
         context = {
             "execution": old,
             "can_control": can_control(request, old),
-            "problem": refusal.message if refusal else " ".join(problems),
+            "problem": refusal.message if refusal else problem,
         }
         template = "executions/execution_detail.html" + ("#result" if request.htmx else "")
         response = render(request, template, context, status=400)
         return refusal.refuse(response) if refusal else response
+    # On an execution's own page the address follows the new run; the editor stays at /.
+    follow = request.htmx and current_path(request).startswith("/executions/")
     new = old.retry(**caller_fields(request))
     if not request.htmx:
         return redirect(new)
@@ -243,8 +237,7 @@ def retry(request: HtmxHttpRequest, execution_id: uuid.UUID) -> HttpResponse:
         "executions/execution_detail.html#result",
         {"execution": new, "can_control": True},
     )
-    # On an execution's own page the address follows the new run; the editor stays at /.
-    if (request.htmx.current_url_abs_path or "").startswith("/executions/"):
+    if follow:
         push_url(response, new.get_absolute_url())
     return trigger_client_event(
         response, "execution-submitted", {"execution_id": str(new.execution_id)}
@@ -256,12 +249,7 @@ def retry(request: HtmxHttpRequest, execution_id: uuid.UUID) -> HttpResponse:
 
 @require_safe
 def history(request: HtmxHttpRequest) -> HttpResponse:
-    if request.user.is_authenticated:
-        runs = Execution.objects.for_user(request.user)
-    elif request.session.session_key:
-        runs = Execution.objects.filter(owner=None, session_key=request.session.session_key)
-    else:
-        runs = Execution.objects.none()
+    runs = Execution.objects.owned_by(request)
     filters = HistoryFilter(request.GET)
     status = 200
     if filters.is_valid():
@@ -306,10 +294,7 @@ def scripts(request: AuthenticatedHttpRequest) -> HttpResponse:
     status = 200
     if request.method == "POST":
         form = SaveScriptForm(request.POST, owner=request.user)
-        if form.is_valid():
-            saved = form.save(commit=False)
-            saved.owner = request.user
-            saved.save()
+        if form.is_valid() and (saved := form.save_or_taken(owner=request.user)):
             if request.htmx:
                 return saved_from_editor(request, saved)
             messages.success(request, f"Saved “{saved.name}”.")
@@ -333,8 +318,7 @@ def script_detail(request: AuthenticatedHttpRequest, script_id: uuid.UUID) -> Ht
     data = request.POST if request.method == "POST" else None
     form = form_class(data, instance=saved, owner=request.user)
     status = 200
-    if form.is_bound and form.is_valid():
-        form.save()
+    if form.is_bound and form.is_valid() and form.save_or_taken():
         if from_editor and request.htmx:
             return saved_from_editor(request, saved)
         if not request.htmx:
@@ -358,20 +342,30 @@ def script_detail(request: AuthenticatedHttpRequest, script_id: uuid.UUID) -> Ht
 @require_POST
 def script_duplicate(request: AuthenticatedHttpRequest, script_id: uuid.UUID) -> HttpResponse:
     saved = owned_script(request, script_id)
-    names = set(request.user.scripts.values_list("name", flat=True))
+    # Names compare case-insensitively, as the constraint does.
+    taken = {name.lower() for name in request.user.scripts.values_list("name", flat=True)}
     base = f"{saved.name} (copy)"[:90]
-    name, n = base, 2
-    while name in names:
-        name, n = f"{base} {n}", n + 1
-    copy = SavedScript.objects.create(
-        owner=request.user,
-        name=name,
-        description=saved.description,
-        script=saved.script,
-        python_version=saved.python_version,
-    )
-    messages.success(request, f"Made a copy: “{copy.name}”.")
-    return redirect(copy)
+    n = 1
+    for _ in range(10):  # another request may take the name we picked: pick the next one
+        name = base
+        while name.lower() in taken:
+            n += 1
+            name = f"{base} {n}"
+        try:
+            with transaction.atomic():
+                copy = SavedScript.objects.create(
+                    owner=request.user,
+                    name=name,
+                    description=saved.description,
+                    script=saved.script,
+                    python_version=saved.python_version,
+                )
+        except IntegrityError:
+            taken.add(name.lower())
+            continue
+        messages.success(request, f"Made a copy: “{copy.name}”.")
+        return redirect(copy)
+    return HttpResponse("Other copies were being made at the same time. Try again.", status=409)
 
 
 @login_required

@@ -1,17 +1,20 @@
 """integr8s settings: one file, driven by environment variables.
 
-Every default makes a fresh clone run on one machine: SQLite, the local sandbox, DEBUG on.
+Every default makes a fresh clone run on one machine (SQLite, the local sandbox) and is safe to
+expose: DEBUG off, a secret key of its own generated at first start.
 """
 
 import hashlib
 import os
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from executions.sandbox.local.uids import parse_range as parse_uid_range
+from integr8s import secret_key
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -45,13 +48,13 @@ def env_number(name: str, default: float, minimum: float = 0, cast=int):
     return value
 
 
-DEBUG = env_bool("DEBUG", True)
-SECRET_KEY = env(
-    "SECRET_KEY",
-    "dev-only-insecure-key-for-a-local-machine-change-me-in-production" if DEBUG else "",
+# Off unless asked for (DEBUG=true): debug pages show code, settings and requests.
+DEBUG = env_bool("DEBUG", False)
+# From the environment, else from a file made at first start (mode 0600). Keys that were ever
+# written in this repository are refused: anyone could sign sessions and tokens with them.
+SECRET_KEY = secret_key.load(
+    env("SECRET_KEY"), Path(env("SECRET_KEY_FILE", str(BASE_DIR / "var" / "secret_key")))
 )
-if not SECRET_KEY:
-    raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off")
 ALLOWED_HOSTS = env("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver").split(",")
 CSRF_TRUSTED_ORIGINS = [o for o in env("CSRF_TRUSTED_ORIGINS").split(",") if o]
 SITE_NAME = env("SITE_NAME", "integr8s")
@@ -65,6 +68,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "rest_framework_simplejwt",
+    "rest_framework_simplejwt.token_blacklist",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_htmx",
@@ -77,6 +81,8 @@ MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # After WhiteNoise: static files keep their own caching headers.
+    "integr8s.middleware.SecurityHeadersMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -85,6 +91,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "integr8s.middleware.TooManyPasswordAttemptsMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
@@ -114,8 +121,9 @@ DATABASE_URL = env("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["CONN_MAX_AGE"] = 0
-    # A file, not :memory:, so worker processes started by tests share the test database.
-    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "test-db.sqlite3")}
+    # A file, not :memory:, so worker processes started by tests share the test database; one
+    # per test run, so two runs at once (a developer's and CI's) never share one.
+    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / f"test-db-{os.getpid()}.sqlite3")}
     DATABASES["default"]["OPTIONS"] = {
         "transaction_mode": "IMMEDIATE",
         "timeout": 20,
@@ -125,6 +133,8 @@ else:
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "accounts.User"
+# Every password presented (site, admin, API) goes through this backend, which counts it.
+AUTHENTICATION_BACKENDS = ["accounts.backends.PasswordBackend"]
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -135,6 +145,29 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "editor"
 LOGOUT_REDIRECT_URL = "editor"
+PASSWORD_RESET_TIMEOUT = env_number("PASSWORD_RESET_TIMEOUT_S", 3 * 3600, 60)
+
+# E-mail (password reset). The console backend prints messages to the web server's output;
+# set EMAIL_HOST (and the rest) to send them through an SMTP server.
+MAILERS: dict[str, dict[str, Any]] = {
+    "default": {"BACKEND": "django.core.mail.backends.console.EmailBackend"}
+}
+if env("EMAIL_HOST"):
+    _email_port = env_number("EMAIL_PORT", 587, 1)
+    MAILERS["default"] = {
+        "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+        "OPTIONS": {
+            "host": env("EMAIL_HOST"),
+            "port": _email_port,
+            "username": env("EMAIL_HOST_USER"),
+            "password": env("EMAIL_HOST_PASSWORD"),
+            # STARTTLS on the submission port, TLS from the start on 465.
+            "use_tls": env_bool("EMAIL_USE_TLS", _email_port == 587),
+            "use_ssl": env_bool("EMAIL_USE_SSL", _email_port == 465),
+            "timeout": 10,
+        },
+    }
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "integr8s <noreply@localhost>")
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -159,8 +192,32 @@ HTTPS = env_bool("HTTPS", False)
 SESSION_COOKIE_SECURE = HTTPS
 CSRF_COOKIE_SECURE = HTTPS
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
-if env_bool("BEHIND_PROXY", False):
+# Browsers that saw the site over HTTPS refuse plain HTTP to it for this long.
+SECURE_HSTS_SECONDS = env_number("HSTS_SECONDS", 365 * 86400, 0) if HTTPS else 0
+PERMISSIONS_POLICY = (
+    "accelerometer=(), camera=(), display-capture=(), geolocation=(), gyroscope=(), "
+    "magnetometer=(), microphone=(), midi=(), payment=(), usb=(), interest-cohort=()"
+)
+
+
+def proxies() -> int:
+    """BEHIND_PROXY: how many proxies in front of the site append to X-Forwarded-For (0: none;
+    true means 1). The client's address is counted that many entries from the right."""
+    raw = env("BEHIND_PROXY").strip().lower()
+    if raw in ("", "false", "no", "off"):
+        return 0
+    if raw in ("true", "yes", "on"):
+        return 1
+    return env_number("BEHIND_PROXY", 0, 0)
+
+
+TRUSTED_PROXIES = proxies()
+if TRUSTED_PROXIES:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# A bearer token for /metrics; without one, /metrics answers loopback clients only.
+METRICS_TOKEN = env("METRICS_TOKEN")
+# Debug pages (DEBUG=true) hide settings and request headers that may carry credentials.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "integr8s.middleware.ExceptionReporterFilter"
 SECURE_CSP = {
     "default-src": ["'self'"],
     "script-src": ["'self'"],
@@ -241,11 +298,14 @@ THROTTLE_USER = env("THROTTLE_USER", "120/min")
 THROTTLE_SIGNUP = env("THROTTLE_SIGNUP", "10/hour")  # new accounts per IP address
 THROTTLE_LOGIN = env("THROTTLE_LOGIN", "20/min")  # password attempts per IP address
 MAX_ACTIVE_PER_CALLER = env_number("MAX_ACTIVE_PER_CALLER", 10, 1)
+# An Idempotency-Key answers with its first execution for this long, then may be used again.
+IDEMPOTENCY_KEY_HOURS = env_number("IDEMPOTENCY_KEY_HOURS", 24, 0.01, float)
 WAIT_MARGIN_S = env_number("WAIT_MARGIN_S", 10, 0, float)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework_simplejwt.authentication.JWTAuthentication",
+        "accounts.authentication.ApiKeyAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
@@ -254,11 +314,17 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 20,
-    "EXCEPTION_HANDLER": "executions.api.exception_handler",
+    "EXCEPTION_HANDLER": "integr8s.api.exception_handler",
 }
 SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(minutes=env_number("JWT_ACCESS_MINUTES", 30, 1)),
     "REFRESH_TOKEN_LIFETIME": timedelta(days=env_number("JWT_REFRESH_DAYS", 7, 1)),
+    # A refresh token is good for one refresh: it answers with a new one and is blacklisted.
+    "ROTATE_REFRESH_TOKENS": True,
+    "BLACKLIST_AFTER_ROTATION": True,
+    # Tokens carry a digest of the password hash: a new password ends every earlier token.
+    "CHECK_REVOKE_TOKEN": True,
+    "UPDATE_LAST_LOGIN": False,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "integr8s API",

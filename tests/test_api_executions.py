@@ -178,12 +178,15 @@ def test_idempotency_keys_are_per_user(alice_api, bob_api):
     assert a.json()["execution_id"] != b.json()["execution_id"]
 
 
-def test_anonymous_idempotency_keys_are_per_ip(client):
+def test_anonymous_idempotency_keys_are_per_browser_session(client):
+    """Two people behind one address (the same REMOTE_ADDR) reuse a key: each gets their own."""
     headers = {"Idempotency-Key": "anon"}
+    client.session.save()  # a browser session, as any earlier answer's cookie gives
     a = client.post(EXECUTE, {"script": "print(1)"}, format="json", headers=headers)
     b = client.post(EXECUTE, {"script": "print(1)"}, format="json", headers=headers)
-    other = APIClient(REMOTE_ADDR="10.0.0.9")
-    c = other.post(EXECUTE, {"script": "print(1)"}, format="json", headers=headers)
+    other = APIClient()
+    other.session.save()
+    c = other.post(EXECUTE, {"script": "print(2)", "stdin": "mine"}, format="json", headers=headers)
     assert (a.status_code, b.status_code, c.status_code) == (202, 200, 202)
     assert a.json()["execution_id"] == b.json()["execution_id"] != c.json()["execution_id"]
 
@@ -194,7 +197,7 @@ def test_an_idempotency_key_race_returns_the_winner(alice_api, alice, monkeypatc
 
     winner = Execution.objects.submit("print(1)", owner=alice, idempotency_key="race")
     lookups = iter([None, winner])
-    monkeypatch.setattr(api, "earlier_submission", lambda key, caller: next(lookups))
+    monkeypatch.setattr(api, "earlier_submission", lambda request, key: next(lookups))
     r = alice_api.post(
         EXECUTE, {"script": "print(1)"}, format="json", headers={"Idempotency-Key": "race"}
     )
@@ -204,12 +207,14 @@ def test_an_idempotency_key_race_returns_the_winner(alice_api, alice, monkeypatc
 
 
 def test_an_anonymous_idempotency_key_race_returns_the_winner(client, monkeypatch):
-    """Anonymous callers race too: the database refuses a second row for the same IP and key."""
+    """Anonymous callers race too: the database refuses a second row for one session and key."""
     from executions import api
 
-    winner = Execution.objects.submit("print(1)", client_ip="127.0.0.1", idempotency_key="race")
+    client.session.save()
+    key = client.session.session_key
+    winner = Execution.objects.submit("print(1)", session_key=key, idempotency_key="race")
     lookups = iter([None, winner])
-    monkeypatch.setattr(api, "earlier_submission", lambda key, caller: next(lookups))
+    monkeypatch.setattr(api, "earlier_submission", lambda request, key: next(lookups))
     r = client.post(
         EXECUTE, {"script": "print(1)"}, format="json", headers={"Idempotency-Key": "race"}
     )
@@ -420,9 +425,15 @@ def test_cancelling_a_finished_run_is_a_409(alice, alice_api):
     assert "already ended" in r.json()["detail"]
 
 
-def test_anonymous_runs_can_be_cancelled_by_id(client):
-    execution = Execution.objects.submit("print(1)")
-    assert client.post(cancel_url(execution.execution_id)).status_code == 200
+def test_anonymous_runs_are_cancelled_by_the_session_that_made_them(client):
+    """Anyone with the id may read an anonymous run; only its browser session cancels it."""
+    execution_id = client.post(EXECUTE, {"script": "print(1)"}, format="json").json()[
+        "execution_id"
+    ]
+    stranger = APIClient()
+    assert stranger.get(result_url(execution_id)).status_code == 200
+    assert stranger.post(cancel_url(execution_id)).status_code == 404
+    assert client.post(cancel_url(execution_id)).status_code == 200
 
 
 def test_nobody_else_can_cancel(alice, bob_api, client):
@@ -548,7 +559,7 @@ def test_an_execution_deleted_during_a_wait_is_a_404(client, monkeypatch):
 
 
 def test_a_forged_forwarded_for_header_is_not_a_500(settings):
-    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    settings.TRUSTED_PROXIES = 2
     c = APIClient(HTTP_X_FORWARDED_FOR="not-an-ip, 10.0.0.1")
     r = c.post(EXECUTE, {"script": "print(1)"}, format="json")
     assert r.status_code == 202
@@ -556,7 +567,7 @@ def test_a_forged_forwarded_for_header_is_not_a_500(settings):
 
 
 def test_the_forwarded_for_address_is_recorded_behind_a_proxy(settings):
-    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    settings.TRUSTED_PROXIES = 1
     c = APIClient(HTTP_X_FORWARDED_FOR="203.0.113.7")
     assert c.post(EXECUTE, {"script": "print(1)"}, format="json").status_code == 202
     assert Execution.objects.get().client_ip == "203.0.113.7"

@@ -97,6 +97,7 @@ def test_cancelling_a_running_script_stops_it(client):
 
 
 def test_idempotent_replay_with_wait_returns_the_result(client):
+    client.session.save()  # an anonymous key belongs to a browser session
     headers = {"Idempotency-Key": "wait-twice"}
     first = client.post(EXECUTE, {"script": "print(1)"}, format="json", headers=headers)
     again = client.post(EXECUTE, {"script": "print(1)"}, format="json", headers=headers)

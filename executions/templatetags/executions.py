@@ -3,37 +3,29 @@
 from django import template
 
 from executions.limits import human_bytes
-from executions.models import Execution
+from executions.models import ACTIVE, Execution, Status
 
 register = template.Library()
-
-STATUS_LABELS = {
-    "queued": "Queued",
-    "running": "Running",
-    "completed": "Completed",
-    "failed": "Failed",
-    "timeout": "Timed out",
-    "cancelled": "Cancelled",
-}
 
 
 @register.filter
 def status_label(execution: Execution) -> str:
-    if execution.status == "running" and execution.cancel_requested:
+    """The status's label (Execution.Status), or what the run is about to be or ended with."""
+    if execution.status == Status.RUNNING and execution.cancel_requested:
         return "Cancelling"
-    if execution.status == "completed" and execution.exit_code not in (0, None):
+    if execution.status == Status.COMPLETED and execution.exit_code not in (0, None):
         return f"Exit {execution.exit_code}"
-    return STATUS_LABELS.get(execution.status, execution.status)
+    return execution.get_status_display()
 
 
 @register.filter
 def status_tone(execution: Execution) -> str:
     """A CSS modifier for the status badge: ok, warn, bad, busy, muted."""
-    if execution.status in ("queued", "running"):
+    if execution.status in ACTIVE:
         return "busy"
-    if execution.status == "completed":
+    if execution.status == Status.COMPLETED:
         return "ok" if execution.exit_code == 0 else "warn"
-    if execution.status == "cancelled":
+    if execution.status == Status.CANCELLED:
         return "muted"
     return "bad"
 
