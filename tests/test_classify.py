@@ -66,7 +66,11 @@ def verdict(**facts):
         ),
         (
             dict(exit_code=1, tmp_full=True),
-            ("failed", "disk_limit", "Failed: /tmp is full (it holds at most 16 MiB)."),
+            (
+                "completed",
+                "script_error",
+                "The script exited with code 1; /tmp was full (it holds at most 16 MiB).",
+            ),
         ),
         (dict(exit_code=0, tmp_full=True, process_limit_hit=True), ("completed", None, "")),
         (
@@ -91,6 +95,17 @@ def test_a_platform_failure_is_the_platform_s_whatever_the_script_printed():
     assert (v.status, v.error_type) == ("failed", "system_error")
     v = classify(Facts(started=False, wall_timeout=True), LIMITS)
     assert "did not start within 5 s" in v.reason
+
+
+def test_a_limit_met_by_part_of_a_run_that_then_ended_itself_is_not_a_stop():
+    """A child killed at the memory limit, a fork refused: the platform stopped nothing, the
+    script ended on its own; the reason says both."""
+    status, error_type, reason = verdict(exit_code=1, oom_kills=1, process_limit_hit=True)
+    assert (status, error_type) == ("completed", "script_error")
+    assert reason == (
+        "The script exited with code 1; one of its processes was stopped at the 128 MiB memory "
+        "limit; a new process or thread was refused at the limit of 64."
+    )
 
 
 def test_what_a_script_prints_never_changes_the_verdict():

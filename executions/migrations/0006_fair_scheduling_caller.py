@@ -20,7 +20,7 @@ def fill_caller(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('executions', '0005_error_types_process_and_disk_limits'),
+        ('executions', '0005_error_type_process_limit'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -11,7 +11,6 @@ from executions.limits import Limits, human_bytes
 from executions.sandbox.contract import (
     CANCELLED,
     COMPLETED,
-    DISK_LIMIT,
     FAILED,
     MEMORY_LIMIT,
     OUTPUT_LIMIT,
@@ -60,17 +59,18 @@ def classify(facts: Facts, limits: Limits) -> Verdict:
             f"Stopped: printed more than {human_bytes(limits.output_bytes)} of output "
             "(stdout and stderr together).",
         )
-    if facts.oom_kills and (failed or facts.wall_timeout):
-        return Verdict(
-            FAILED,
-            MEMORY_LIMIT,
-            f"Stopped: used more than {human_bytes(limits.memory_bytes)} of memory.",
-        )
+    # "Stopped" only when the platform did stop the run: its process was killed (137) or its
+    # time ran out. A limit met by a part of the run (a child killed at the memory limit, a
+    # fork refused) that the script then ended on its own is the script's error, told so.
+    stopped = code == 128 + signal.SIGKILL or facts.wall_timeout
+    memory = human_bytes(limits.memory_bytes)
+    if facts.oom_kills and stopped:
+        return Verdict(FAILED, MEMORY_LIMIT, f"Stopped: used more than {memory} of memory.")
     if facts.cpu_exceeded:
         return Verdict(
             TIMEOUT, TIMEOUT, f"Stopped: used more than {limits.cpu_time_s:g} s of CPU time."
         )
-    if facts.process_limit_hit and (failed or facts.wall_timeout):
+    if facts.process_limit_hit and stopped:
         return Verdict(
             FAILED,
             PROCESS_LIMIT,
@@ -79,14 +79,18 @@ def classify(facts: Facts, limits: Limits) -> Verdict:
         )
     if facts.wall_timeout:
         return Verdict(TIMEOUT, TIMEOUT, f"Stopped: ran longer than {limits.wall_time_s:g} s.")
-    if facts.tmp_full and failed:
-        return Verdict(
-            FAILED,
-            DISK_LIMIT,
-            f"Failed: /tmp is full (it holds at most {human_bytes(limits.tmp_bytes)}).",
-        )
     if failed:
-        return Verdict(COMPLETED, SCRIPT_ERROR, exit_reason(code))
+        notes = []
+        if facts.oom_kills:
+            notes.append(f"one of its processes was stopped at the {memory} memory limit")
+        if facts.process_limit_hit:
+            notes.append(f"a new process or thread was refused at the limit of {limits.processes}")
+        if facts.tmp_full:
+            notes.append(f"/tmp was full (it holds at most {human_bytes(limits.tmp_bytes)})")
+        why = exit_reason(code)
+        if notes:
+            why = f"{why[:-1]}; {'; '.join(notes)}."
+        return Verdict(COMPLETED, SCRIPT_ERROR, why)
     return Verdict(COMPLETED, None, "")
 
 

@@ -17,7 +17,7 @@ from executions.limits import Limits
 # Statuses and error types a run can end with (the same words as Execution.Status/ErrorType).
 COMPLETED, FAILED, TIMEOUT, CANCELLED = "completed", "failed", "timeout", "cancelled"
 SCRIPT_ERROR, MEMORY_LIMIT, OUTPUT_LIMIT = "script_error", "memory_limit", "output_limit"
-PROCESS_LIMIT, DISK_LIMIT = "process_limit", "disk_limit"
+PROCESS_LIMIT = "process_limit"
 SYSTEM_ERROR = "system_error"
 
 

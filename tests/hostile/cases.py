@@ -865,10 +865,231 @@ CASES = [
                 "        f.write(b'x' * 65536)",
             ]
         ),
-        status=("failed",),
-        error_type=("disk_limit",),
+        error_type=("script_error",),
         limits={"tmp_bytes": 4 * MIB},
         check=lambda r, h: _names_tmp(r, h),
+    ),
+    # --- found by a red-team pass against the first version of this sandbox ----------------
+    # HIGH (rlimits fallback only). Memory outside the memory limit: RLIMIT_AS does not count
+    # memfd (shmem) pages that are not mapped, and RLIMIT_FSIZE caps each memfd at tmp_bytes
+    # only, so one process holds OPEN_FILES (256) x 16 MiB = 4 GiB, and processes+2 of them
+    # ~270 GiB: the host runs out of memory. Measured: 320 MiB held under a 64 MiB limit,
+    # status completed, peak_memory_kb 52 MiB (a false report too). Pipes and AF_UNIX socket
+    # buffers escape RLIMIT_AS the same way.
+    Case(
+        "rlimits_memfd_outside_memory_limit",
+        FAILS(
+            [
+                "import os",
+                "held, total = [], 0",
+                "chunk = b'm' * (1 << 20)",
+                "try:",
+                "    for i in range(20):",
+                "        fd = os.memfd_create(f'hold{i}')",
+                "        for _ in range(16):",
+                "            os.write(fd, chunk)",
+                "            total += len(chunk)",
+                "        held.append(fd)",
+                "except OSError as exc:",
+                "    print('stopped', exc)",
+                "print('BREACH' if total > (64 << 20) else 'SAFE', 'held', total >> 20, 'MiB',",
+                "      flush=True)",
+            ]
+        ),
+        status=("failed", "completed"),
+        error_type=("memory_limit", "script_error", None),
+        output_has=(),
+        limits={"memory_bytes": 64 * MIB},
+    ),
+    # MEDIUM-HIGH (full sandbox). A host-wide kernel resource with no per-run limit: Unix 98
+    # ptys. bubblewrap's --dev gives each sandbox a devpts instance with ptmxmode=666, and
+    # every instance but the host's own draws on kernel.pty.max - kernel.pty.reserve (4096 -
+    # 1024 = 3072 here). 16 children x 252 fds take all 3072: while the run lives, every other
+    # sandbox (and every podman/docker container, `docker exec -t`, other bwrap users) gets
+    # ENOSPC from os.openpty(). Measured from a concurrent run: "openpty refused: [Errno 28]".
+    # It also holds host memory outside the memory limit: 3071 ptys took ~75 MiB of vmalloc
+    # (n_tty buffers, not charged) and ~290 MiB of MemFree while the run's cgroup was
+    # charged 20 MiB under a 32 MiB limit.
+    Case(
+        "pty_exhaustion_is_host_wide",
+        FAILS(
+            [
+                "import os, time",
+                "r, w = os.pipe()",
+                "for i in range(16):",
+                "    if os.fork() == 0:",
+                "        held, err = [], 0",
+                "        while True:",
+                "            try:",
+                "                held.append(os.open('/dev/ptmx', os.O_RDWR | os.O_NOCTTY))",
+                "            except OSError as exc:",
+                "                err = exc.errno",
+                "                break",
+                "        os.write(w, f'{len(held)}:{err} '.encode())",
+                "        time.sleep(1.5)",
+                "        os._exit(0)",
+                "os.close(w)",
+                "time.sleep(1)",
+                "report = os.read(r, 4096).decode().split()",
+                "total = sum(int(x.split(':')[0]) for x in report)",
+                "if any(x.endswith(':28') for x in report):  # ENOSPC: the host's pty limit",
+                "    print('BREACH exhausted the host-wide pty pool with', total, 'ptys')",
+                "else:",
+                "    print('SAFE', total, 'ptys', report[:3])",
+                "for _ in range(16):",
+                "    os.wait()",
+            ]
+        ),
+        status=("completed", "failed"),
+        output_has=("SAFE",),
+        limits={"wall_time_s": 6},
+    ),
+    # MEDIUM (rlimits fallback only). The run-wide CPU limit is measured by TreeCpu, which sums
+    # the live tree plus cutime; children the kernel reaps itself (SIGCHLD ignored) never reach
+    # any cutime, and each sample only sees the child alive at that moment. Measured: ~5.4 s
+    # of CPU burned under a 1 s CPU limit, status completed, cpu_time_ms reported 370 (false).
+    # No cpu quota either in this mode: 64 such children use every core for the wall time.
+    Case(
+        "rlimits_cpu_limit_escaped_by_autoreaped_children",
+        FAILS(
+            [
+                "import os, signal, time",
+                "signal.signal(signal.SIGCHLD, signal.SIG_IGN)",
+                "print('SAFE forking', flush=True)",
+                "start, n = time.monotonic(), 0",
+                "while time.monotonic() - start < 5.5:",
+                "    pid = os.fork()",
+                "    if pid == 0:",
+                "        s = time.process_time()",
+                "        while time.process_time() - s < 0.3:",
+                "            pass",
+                "        os._exit(0)",
+                "    while True:",
+                "        try:",
+                "            os.kill(pid, 0)",
+                "            time.sleep(0.01)",
+                "        except ProcessLookupError:",
+                "            break",
+                "    n += 1",
+                "print('BREACH burned about', round(n * 0.3, 1), 's of CPU under a 1 s limit')",
+            ]
+        ),
+        # With cgroups: stopped at the run's CPU limit. Without (one process): fork refused.
+        status=("timeout", "completed"),
+        error_type=("timeout", "script_error"),
+        limits={"cpu_time_s": 1, "wall_time_s": 8},
+    ),
+    # LOW-MEDIUM (full sandbox). sync() and syncfs() are allowed: they flush every filesystem of
+    # the host (the sandbox has no disk of its own to flush, only tmpfs). A loop of sync()
+    # calls cut the host's fsync rate from 6923 to 2904 per 1.5 s (PostgreSQL commits wait
+    # on fsync): one run slows the database and every other tenant of the disk.
+    Case(
+        "sync_reaches_host_filesystems",
+        FAILS(
+            [
+                "import ctypes, errno, os, platform",
+                "libc = ctypes.CDLL(None, use_errno=True)",
+                "SYNC = {'x86_64': 162, 'aarch64': 81}[platform.machine()]",
+                "SYNCFS = {'x86_64': 306, 'aarch64': 267}[platform.machine()]",
+                "fd = os.open('/usr', os.O_RDONLY)",
+                "for name, args in (('sync', (SYNC,)), ('syncfs', (SYNCFS, fd))):",
+                "    ctypes.set_errno(0)",
+                "    ret = libc.syscall(*args)",
+                "    err = ctypes.get_errno()",
+                "    if ret == -1 and err == errno.EPERM:",
+                "        print('SAFE', name)",
+                "    else:",
+                "        print('BREACH', name, 'flushed the host filesystems', ret, err)",
+            ]
+        ),
+    ),
+    # LOW (full sandbox). A false verdict: a run that ended itself (exit 1) while inside every
+    # limit is reported failed/memory_limit, "Stopped: used more than 128 MiB of memory.",
+    # because a throwaway child was OOM-killed. The script chooses the platform's verdict.
+    Case(
+        "forged_memory_limit_verdict",
+        FAILS(
+            [
+                "import os, sys",
+                "print('result = 42', flush=True)",
+                "pid = os.fork()",
+                "if pid == 0:",
+                "    a = []",
+                "    while True:",
+                "        a.append(b'x' * 10_000_000)",
+                "os.waitpid(pid, 0)",
+                "sys.exit(1)",
+            ]
+        ),
+        status=("completed",),
+        error_type=("script_error",),
+        output_has=("result = 42",),
+        check=lambda r, h: _not_stopped(r, h),
+    ),
+    # LOW (full sandbox). The same for the process limit: fork to pids.max once, kill the
+    # children, exit 3: reported "Stopped: tried to run more than 64 processes ...".
+    Case(
+        "forged_process_limit_verdict",
+        FAILS(
+            [
+                "import os, sys, time",
+                "print('result = 42', flush=True)",
+                "kids = []",
+                "try:",
+                "    while True:",
+                "        pid = os.fork()",
+                "        if pid == 0:",
+                "            time.sleep(30)",
+                "            os._exit(0)",
+                "        kids.append(pid)",
+                "except OSError:",
+                "    pass",
+                "for k in kids:",
+                "    os.kill(k, 9)",
+                "    os.waitpid(k, 0)",
+                "sys.exit(3)",
+            ]
+        ),
+        status=("completed",),
+        error_type=("script_error",),
+        output_has=("result = 42",),
+        check=lambda r, h: _not_stopped(r, h),
+    ),
+    # LOW (full sandbox). The interpreter's own site-packages is bound in with its prefix: -S
+    # keeps it off sys.path, but one sys.path.append imports pip (and whatever else the host
+    # installed there), and the directory listing shows the host's .pth files.
+    Case(
+        "prefix_site_packages_importable",
+        FAILS(
+            [
+                "import os, sys",
+                "v = sys.version_info",
+                "sp = os.path.join(sys.prefix, 'lib', f'python{v[0]}.{v[1]}', 'site-packages')",
+                "left = os.listdir(sp) if os.path.isdir(sp) else []",
+                "sys.path.append(sp)",
+                "try:",
+                "    import pip",
+                "    print('BREACH imported pip from', sp)",
+                "except ImportError:",
+                "    print('SAFE' if not left else 'BREACH listed', left[:3])",
+            ]
+        ),
+    ),
+    # LOW (full sandbox). Host information: bubblewrap's pid 1 keeps the launcher's environment,
+    # and sh put the worker's working directory (the project path) in it: /proc/1/environ
+    # shows PWD=/work/main. (Also readable, not masked: the host uid of the lease in
+    # /proc/self/mountinfo (uid=6005xx), boot time in /proc/stat "btime" (as identifying as
+    # the masked boot_id), and host-wide load, memory and cgroup counts: /proc/loadavg,
+    # /proc/meminfo, /proc/vmstat, /proc/cgroups, sysinfo().)
+    Case(
+        "worker_cwd_in_init_environ",
+        FAILS(
+            [
+                "env = open('/proc/1/environ', 'rb').read().split(b'\\0')",
+                "pwd = [e for e in env if e.startswith(b'PWD=')]",
+                "print('BREACH' if pwd and pwd != [b'PWD=/'] else 'SAFE', pwd)",
+            ]
+        ),
     ),
     # --- host information -----------------------------------------------------------------
     Case(
@@ -907,7 +1128,13 @@ CASES = [
 
 
 def _names_tmp(result: RunResult, host: HostContext) -> None:
-    assert "/tmp is full" in result.reason and "4 MiB" in result.reason, result.reason
+    assert "/tmp was full (it holds at most 4 MiB)" in result.reason, result.reason
+
+
+def _not_stopped(result: RunResult, host: HostContext) -> None:
+    # The script ended itself (exit 1 or 3) inside its limits: the platform must not say it
+    # was "Stopped" at a limit, though the reason names the limit a part of the run met.
+    assert "Stopped" not in result.reason and "limit" in result.reason, result.reason
 
 
 def _no_breach_lines(result: RunResult, host: HostContext, safe: int) -> None:

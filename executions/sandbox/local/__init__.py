@@ -109,7 +109,9 @@ class LocalBackend(Backend):
         if seccomp:
             from executions.sandbox.local.seccomp import build_filter
 
-            self.seccomp = build_filter()
+            # Without cgroups a run is held to one process (threads allowed): its per-process
+            # rlimits are then its limits (seccomp.SINGLE_PROCESS_DENY).
+            self.seccomp = build_filter(single_process=self.mode == "rlimits")
         self.base_args = command.base_args()
         self.masks = command.proc_masks()
         self._stage: Stage | None = None  # the one new launchers enter

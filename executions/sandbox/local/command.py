@@ -6,15 +6,18 @@ Allowed, and why (everything else is denied or absent):
   inside, no capabilities, a new session (no terminal to inject into), a cleared environment;
 - files: /usr read-only for the system libraries (with /usr/local and /usr/src covered: host
   configuration and sources, nothing an interpreter needs), the interpreter's own prefix
-  read-only, a private size-capped /tmp (the working directory) and /dev/shm, bubblewrap's
-  minimal /dev, and the pid namespace's own /proc with the host-identifying and kernel-internal
-  files masked (command line, boot id and every /proc/sys knob, kernel config and symbols,
-  hardware and disk tables, keys);
+  read-only (with its site-packages covered), a private size-capped /tmp (the working
+  directory) and /dev/shm, bubblewrap's minimal /dev without ptys, and the pid namespace's own
+  /proc with the host-identifying and kernel-internal files masked (command line, boot id and
+  every /proc/sys knob, kernel config and symbols, hardware and disk tables, keys, cgroups);
 - system calls: the seccomp allow-list in seccomp.py (io_uring, userfaultfd, keyrings, ptrace,
-  bpf, perf, mounts and namespaces fail with EPERM); sockets: AF_UNIX only, whose buffers the
-  memory cgroup charges (cgroup v1 does not charge TCP/UDP buffers).
+  bpf, perf, mounts, namespaces and sync fail with EPERM); sockets: AF_UNIX only, whose buffers
+  the memory cgroup charges (cgroup v1 does not charge TCP/UDP buffers). Without cgroups (the
+  rlimits fallback) a run is one process with threads, few descriptors and no memfds.
 """
 
+import functools
+import glob
 import math
 import os
 import shlex
@@ -62,8 +65,10 @@ PROC_MASKED_FILES = (
     "/proc/swaps", "/proc/devices", "/proc/misc", "/proc/dma", "/proc/locks",
     "/proc/consoles", "/proc/execdomains", "/proc/latency_stats", "/proc/kpagecount",
     "/proc/kpageflags", "/proc/kpagecgroup", "/proc/mtrr",
+    "/proc/cgroups",  # its counts go up and down with the host's runs and containers
 )  # fmt: skip
 OPEN_FILES = 256
+OPEN_FILES_SINGLE_PROCESS = 64  # rlimits fallback: each descriptor can hold a kernel buffer
 
 
 def base_args() -> list[str]:
@@ -117,6 +122,10 @@ def sandbox_args(base: list[str], masks: list[str], spec: RunSpec, source: str) 
         "--proc", "/proc",
         *masks,
         "--dev", "/dev",
+        # No ptys: every devpts but the host's draws on one host-wide pool (kernel.pty.max),
+        # and their buffers are not charged to the run; one run took them all.
+        "--perms", "0555", "--tmpfs", "/dev/pts",
+        *site_covers(spec.runtime.prefix),
         "--size", str(limits.tmp_bytes), "--tmpfs", "/tmp",
         "--size", str(shm_bytes), "--tmpfs", "/dev/shm",
         "--perms", "0700", "--size", str(limits.script_bytes + 65536), "--tmpfs", SCRIPT_DIR,
@@ -124,6 +133,17 @@ def sandbox_args(base: list[str], masks: list[str], spec: RunSpec, source: str) 
         "--remount-ro", "/",
         "--chdir", "/tmp",
     ]  # fmt: skip
+
+
+@functools.cache
+def site_covers(prefix: str) -> list[str]:
+    """Empty covers over the interpreter's own site-packages: -S keeps them off sys.path, but
+    one sys.path.append would import whatever the host installed there."""
+    args: list[str] = []
+    for path in sorted(glob.glob(f"{glob.escape(prefix)}/lib/python*/*-packages")):
+        if os.path.basename(path) in ("site-packages", "dist-packages") and os.path.isdir(path):
+            args += ["--perms", "0555", "--tmpfs", path]
+    return args
 
 
 def python(spec: RunSpec, script_fd: int, start_fd: int) -> list[str]:
@@ -141,7 +161,7 @@ def rlimits(spec: RunSpec, cgroup: bool) -> str:
         f"ulimit -t {math.ceil(limits.cpu_time_s) + 1}",
         f"ulimit -f {max(limits.tmp_bytes // 512, 1)}",  # dash counts 512-byte blocks
         "ulimit -c 0",
-        f"ulimit -n {OPEN_FILES}",
+        f"ulimit -n {OPEN_FILES if cgroup else OPEN_FILES_SINGLE_PROCESS}",
     ]
     if not cgroup:  # per-process limits are all there is
         steps += [

@@ -148,6 +148,7 @@ def spawn(
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env=command.LAUNCH_ENV,
+            cwd="/",  # the shell puts its directory in PWD, which bubblewrap's init keeps
             start_new_session=True,
             pass_fds=fds,
         )

@@ -48,7 +48,7 @@ ALLOW: tuple[str, ...] = (
     # Files and directories (the sandbox's mounts decide what is there to reach).
     "read", "write", "readv", "writev", "pread64", "pwrite64", "preadv", "preadv2",
     "pwritev", "pwritev2", "open", "openat", "openat2", "creat", "close", "close_range",
-    "lseek", "dup", "dup2", "dup3", "fcntl", "flock", "fsync", "fdatasync", "sync", "syncfs",
+    "lseek", "dup", "dup2", "dup3", "fcntl", "flock", "fsync", "fdatasync",
     "sync_file_range", "fallocate", "fadvise64", "readahead", "truncate", "ftruncate",
     "stat", "fstat", "lstat", "newfstatat", "statx", "statfs", "fstatfs",
     "access", "faccessat", "faccessat2", "getdents", "getdents64", "getcwd", "chdir", "fchdir",
@@ -119,6 +119,9 @@ DENY: tuple[str, ...] = (
     "init_module", "finit_module", "delete_module", "kexec_load", "kexec_file_load",
     "reboot", "swapon", "swapoff", "acct", "quotactl", "quotactl_fd", "syslog",
     "iopl", "ioperm", "lookup_dcookie", "fanotify_init",
+    # sync() and syncfs() flush the host's filesystems (the sandbox writes only to tmpfs): a
+    # loop of them slowed every fsync on the host (the database's commits) to less than half.
+    "sync", "syncfs",
     # The clock. adjtimex's read-only mode cannot be told from its writes (the mode is in a
     # struct seccomp cannot read), and no standard library module reads it.
     "clock_settime", "settimeofday", "adjtimex", "clock_adjtime",
@@ -223,9 +226,48 @@ def _argument_rules(seccomp: Any) -> list[tuple[str, int, tuple]]:
     return rules
 
 
-def compile_filter(arch: int | None = None) -> bytes:
+# Without cgroups (the rlimits fallback) a run's limits are per process, so a run is held to
+# one process: threads yes (they share the process's rlimits), new processes no; and the
+# kernel memory it could hold outside RLIMIT_AS is cut down: no memfds, no bigger pipes, no
+# bigger socket buffers (with few descriptors, see command.rlimits).
+SINGLE_PROCESS_DENY = ("fork", "vfork", "memfd_create")
+F_SETPIPE_SZ = 1031
+SOCKET_BUFFER_OPTIONS = (7, 8, 32, 33)  # SO_SNDBUF, SO_RCVBUF, SO_SNDBUFFORCE, SO_RCVBUFFORCE
+CLONE_THREAD = 0x10000
+
+
+def _single_process_rules(seccomp: Any) -> list[tuple[str, int, tuple]]:
+    """Replacements for the rules of clone, fcntl and setsockopt in the single-process filter."""
+    allow, eperm = seccomp.ALLOW, seccomp.ERRNO(errno.EPERM)
+
+    def low_32(arg: int, mask: int, value: int) -> Any:
+        return seccomp.Arg(arg, seccomp.MASKED_EQ, mask, value)
+
+    rules = [
+        ("clone", allow, (low_32(0, NAMESPACE_FLAGS | CLONE_THREAD, CLONE_THREAD),)),
+        ("clone", eperm, (low_32(0, CLONE_THREAD, 0),)),
+    ]
+    for bit in range(32):
+        if NAMESPACE_FLAGS & 1 << bit:
+            rules.append(("clone", eperm, (low_32(0, 1 << bit, 1 << bit),)))
+    rules.append(("fcntl", eperm, (low_32(1, LOW_32, F_SETPIPE_SZ),)))
+    for mask, value in outside((F_SETPIPE_SZ,)):
+        rules.append(("fcntl", allow, (low_32(1, mask, value),)))
+    # setsockopt(fd, SOL_SOCKET=1, option): the buffer sizes refused, all else allowed (other
+    # options at any level, and any option at other levels).
+    for option in SOCKET_BUFFER_OPTIONS:
+        rules.append(("setsockopt", eperm, (low_32(1, LOW_32, 1), low_32(2, LOW_32, option))))
+    for mask, value in outside(SOCKET_BUFFER_OPTIONS):
+        rules.append(("setsockopt", allow, (low_32(2, mask, value),)))
+    for mask, value in outside((1,)):
+        rules.append(("setsockopt", allow, (low_32(1, mask, value),)))
+    return rules
+
+
+def compile_filter(arch: int | None = None, single_process: bool = False) -> bytes:
     """The BPF program for arch (a pyseccomp.Arch value; None: this machine's), uncached.
-    Tests build the aarch64 program on x86_64 with it."""
+    Tests build the aarch64 program on x86_64 with it. single_process: the rlimits
+    fallback's stricter filter (see SINGLE_PROCESS_DENY)."""
     seccomp = _seccomp()
     native = seccomp.system_arch()
     arch = native if arch is None else arch
@@ -252,13 +294,20 @@ def compile_filter(arch: int | None = None) -> bytes:
     def number(name: str) -> int:
         return seccomp.resolve_syscall(seccomp.Arch.NATIVE, name)
 
+    rules = _argument_rules(seccomp)
+    allowed, denied = set(ALLOW), set(DENY)
+    if single_process:
+        replaced = {"clone", "fcntl", "setsockopt"}
+        rules = [r for r in rules if r[0] not in replaced] + _single_process_rules(seccomp)
+        allowed -= replaced | set(SINGLE_PROCESS_DENY)
+        denied |= set(SINGLE_PROCESS_DENY)
     for name in ALLOW:
-        if known(name):
+        if name in allowed and known(name):
             program.add_rule(seccomp.ALLOW, number(name))
-    for name in DENY:
-        if known(name):
+    for name in DENY + SINGLE_PROCESS_DENY:
+        if name in denied and known(name):
             program.add_rule(seccomp.ERRNO(errno.EPERM), number(name))
-    for name, action, comparisons in _argument_rules(seccomp):
+    for name, action, comparisons in rules:
         if known(name):
             program.add_rule(action, number(name), *comparisons)
 
@@ -270,13 +319,13 @@ def compile_filter(arch: int | None = None) -> bytes:
 
 
 @functools.cache
-def build_filter() -> bytes:
+def build_filter(single_process: bool = False) -> bytes:
     """The compiled filter for this machine (sock_filter instructions, as seccomp_export_bpf
     writes them), built on first use and kept for the life of the process.
 
     Raises SeccompUnavailable when pyseccomp or libseccomp is missing or the architecture is
     neither x86_64 nor aarch64."""
-    return compile_filter()
+    return compile_filter(single_process=single_process)
 
 
 def filter_fd() -> int:

@@ -79,6 +79,7 @@ class Stage:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env=LAUNCH_ENV,
+            cwd="/",
             start_new_session=True,
         )
         assert self.proc.stdin and self.proc.stdout and self.proc.stderr  # all PIPE

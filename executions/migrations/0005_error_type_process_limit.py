@@ -13,6 +13,6 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name='execution',
             name='error_type',
-            field=models.CharField(blank=True, choices=[('script_error', 'script error'), ('timeout', 'Timeout'), ('memory_limit', 'memory limit'), ('output_limit', 'output limit'), ('process_limit', 'process limit'), ('disk_limit', 'disk limit'), ('system_error', 'system error'), ('cancelled', 'Cancelled')], max_length=20, null=True),
+            field=models.CharField(blank=True, choices=[('script_error', 'script error'), ('timeout', 'Timeout'), ('memory_limit', 'memory limit'), ('output_limit', 'output limit'), ('process_limit', 'process limit'), ('system_error', 'system error'), ('cancelled', 'Cancelled')], max_length=20, null=True),
         ),
     ]
