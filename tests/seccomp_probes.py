@@ -24,7 +24,8 @@ NUMBERS = {
         "setns": 308, "clone": 56, "clone3": 435, "mount": 165, "ioctl": 16,
         "personality": 135, "pidfd_getfd": 438, "open_by_handle_at": 304, "syslog": 103,
         "getpid": 39, "fsopen": 430, "init_module": 175, "socket": 41, "socketpair": 53,
-        "openat": 257, "prctl": 157,
+        "openat": 257, "prctl": 157, "sync": 162, "syncfs": 306, "fork": 57,
+        "memfd_create": 319, "fcntl": 72, "setsockopt": 54,
     },
     "aarch64": {
         "io_uring_setup": 425, "userfaultfd": 282, "keyctl": 219, "add_key": 217,
@@ -33,7 +34,8 @@ NUMBERS = {
         "setns": 268, "clone": 220, "clone3": 435, "mount": 40, "ioctl": 29,
         "personality": 92, "pidfd_getfd": 438, "open_by_handle_at": 265, "syslog": 116,
         "getpid": 172, "fsopen": 430, "init_module": 105, "socket": 198, "socketpair": 199,
-        "openat": 56, "prctl": 167,
+        "openat": 56, "prctl": 167, "sync": 81, "syncfs": 267, "memfd_create": 279,
+        "fcntl": 25, "setsockopt": 208,
     },
 }  # fmt: skip
 

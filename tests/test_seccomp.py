@@ -225,6 +225,8 @@ DECISIONS = [
     ("prctl PR_SET_PDEATHSIG, upper bits set", "prctl", (1 | 1 << 32, 0), EPERM),
     ("prctl PR_GET_PDEATHSIG", "prctl", (2, 0), ALLOWED),
     ("prctl PR_SET_NAME", "prctl", (15, 0), ALLOWED),
+    ("sync", "sync", (), EPERM),
+    ("syncfs", "syncfs", (3,), EPERM),
     ("io_uring_setup", "io_uring_setup", (1, 0), EPERM),
     ("keyctl", "keyctl", (0, -3 & 0xFFFFFFFF), EPERM),
     ("ptrace", "ptrace", (16, 1), EPERM),
@@ -239,6 +241,47 @@ def test_decisions_by_argument(arch, label, syscall, args, decision):
     name, token, program = arch
     nr = NUMBERS[name][syscall]
     assert run_bpf(program, nr, token, *args) == decision
+
+
+SINGLE_PROCESS_DECISIONS = [
+    # Without cgroups (the rlimits fallback) a run is one process with threads.
+    ("clone for a thread", "clone", (CLONE_THREAD_FLAGS,), ALLOWED),
+    ("clone for fork", "clone", (SIGCHLD,), EPERM),
+    ("clone NEWUSER thread", "clone", (CLONE_THREAD_FLAGS | CLONE_NEWUSER,), EPERM),
+    ("fork", "fork", (), EPERM),
+    ("memfd_create", "memfd_create", (0, 0), EPERM),
+    ("fcntl F_SETPIPE_SZ", "fcntl", (3, 1031, 1 << 20), EPERM),
+    ("fcntl F_GETPIPE_SZ", "fcntl", (3, 1032), ALLOWED),
+    ("fcntl F_GETFL", "fcntl", (3, 3), ALLOWED),
+    ("setsockopt SO_SNDBUF", "setsockopt", (3, 1, 7), EPERM),
+    ("setsockopt SO_RCVBUFFORCE", "setsockopt", (3, 1, 33), EPERM),
+    ("setsockopt SO_REUSEADDR", "setsockopt", (3, 1, 2), ALLOWED),
+    ("setsockopt another level, option 7", "setsockopt", (3, 6, 7), ALLOWED),
+    ("socket AF_INET still refused", "socket", (2, 1, 0), EPERM),
+    ("getpid", "getpid", (), ALLOWED),
+]
+
+
+@pytest.fixture(scope="module", params=ARCHES)
+def single_process_arch(request):
+    import pyseccomp
+
+    if unavailable():
+        pytest.skip(unavailable())
+    token = {"x86_64": pyseccomp.Arch.X86_64, "aarch64": pyseccomp.Arch.AARCH64}[request.param]
+    return request.param, ARCHES[request.param], seccomp.compile_filter(token, True)
+
+
+@pytest.mark.parametrize(
+    "label, syscall, args, decision",
+    SINGLE_PROCESS_DECISIONS,
+    ids=[d[0] for d in SINGLE_PROCESS_DECISIONS],
+)
+def test_the_single_process_filter(single_process_arch, label, syscall, args, decision):
+    name, token, program = single_process_arch
+    if syscall not in NUMBERS[name]:  # fork exists on x86_64 only
+        pytest.skip(f"no {syscall} on {name}")
+    assert run_bpf(program, NUMBERS[name][syscall], token, *args) == decision
 
 
 def test_unknown_numbers_and_foreign_abis(arch):
