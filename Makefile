@@ -62,6 +62,14 @@ test-fast: install
 bench: install
 	$(PY) manage.py bench
 
+# Load test a running site with a named Locust profile (tests/load/): smoke, light, medium,
+# heavy, stress. RUN_TIME=20s and REPORT_DIR=... override its length and its report folder.
+PROFILE ?= smoke
+HOST ?= http://127.0.0.1:$(PORT)
+.PHONY: load
+load: install
+	PROFILE=$(PROFILE) HOST=$(HOST) PY=$(PY) tests/load/run.sh
+
 lint: install
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 
