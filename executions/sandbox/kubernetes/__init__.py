@@ -34,7 +34,7 @@ from kubernetes import config as kube_config
 from kubernetes.client.rest import ApiException
 
 from executions.sandbox.classify import result as classified
-from executions.sandbox.contract import Backend, Facts, RunResult, RunSpec
+from executions.sandbox.contract import Backend, Events, Facts, RunResult, RunSpec
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +151,31 @@ def from_settings(settings: Any, **overrides: Any) -> "KubernetesBackend":
     return KubernetesBackend(**(options | overrides))
 
 
+def image_of(spec: RunSpec) -> str:
+    return spec.runtime.image or f"python:{spec.runtime.version}-slim"
+
+
+def unsafe_image(spec: RunSpec, why: object) -> str:
+    """Why the wrapper would not run the script (it reported "unsafe_image"), in words."""
+    problem, fix = {
+        "no_ctypes": (
+            "its Python has no ctypes",
+            "use an image with the full standard library, such as"
+            f" python:{spec.runtime.version}-slim",
+        ),
+    }.get(
+        str(why),
+        (
+            "the kernel left the wrapper dumpable after prctl(PR_SET_DUMPABLE)",
+            "check that the pod's seccomp profile and runtime allow that prctl",
+        ),
+    )
+    return (
+        f"The sandbox image {image_of(spec)} cannot keep the script away from the platform's"
+        f" wrapper ({problem}), so the script was not run; {fix}."
+    )
+
+
 def system_error(spec: RunSpec, reason: str, extra: dict | None = None) -> RunResult:
     """A run the platform could not carry out; reason is a sentence a user understands."""
     return classified(spec, Facts(platform_error=reason, extra=extra or {}), KubernetesBackend.name)
@@ -240,7 +265,7 @@ class KubernetesBackend(Backend):
         }
         container = {
             "name": "script",
-            "image": spec.runtime.image or f"python:{spec.runtime.version}-slim",
+            "image": image_of(spec),
             "imagePullPolicy": "IfNotPresent",
             "command": ["python3", "-u", "-S", f"{CODE_DIR}/wrapper.py"],
             "workingDir": "/tmp",
@@ -339,7 +364,10 @@ class KubernetesBackend(Backend):
 
     # --- a run --------------------------------------------------------------------------------
 
-    def run(self, spec: RunSpec, cancel: threading.Event) -> RunResult:
+    def run(
+        self, spec: RunSpec, cancel: threading.Event, events: Events | None = None
+    ) -> RunResult:
+        # Output comes from the log once the pod has ended (no live output from pods yet).
         nonce = secrets.token_hex(16)
         pod, config_map = self.manifests(spec, nonce=nonce)
         name = pod["metadata"]["name"]
@@ -656,10 +684,16 @@ class KubernetesBackend(Backend):
             facts.output_capped = why == "output_limit"
             facts.wall_timeout = why == "wall_time"
             facts.cpu_exceeded = why == "cpu_time"
-            facts.oom_kills = int(why == "memory_limit")
+            # OOM kills in the container during the run, whether or not the script died of
+            # one (a child may have): classify() says what they mean.
+            facts.oom_kills = int(bool(envelope.get("oom_killed")) or why == "memory_limit")
             facts.process_limit_hit = why == "process_limit"
+            facts.tmp_full = bool(envelope.get("tmp_full"))
             if why == "terminated":
                 facts.platform_error = "The sandbox was stopped before the script finished."
+            elif why == "unsafe_image":
+                facts.started = False
+                facts.platform_error = unsafe_image(spec, envelope.get("unsafe"))
         if timed_out or status.get("reason") == "DeadlineExceeded":
             facts.wall_timeout = True
             facts.wall_time_ms = facts.wall_time_ms or int(spec.limits.wall_time_s * 1000)

@@ -9,14 +9,21 @@ own stdout (the container log), each ``<nonce>:<kind>:<base64>``:
 
 The script cannot forge an envelope that counts: its stdout and stderr are pipes this wrapper
 owns, the nonce is removed from the environment before the script starts, the wrapper makes
-itself non-dumpable (so /proc/1/fd and /proc/1/environ are closed to the script) where ctypes
-is available, it kills every leftover process before writing ``R``, and the backend believes
-only the last ``R`` line and only when this wrapper exited 0.
+itself non-dumpable (so /proc/1/fd, /proc/1/environ and /proc/1/mem are closed to the script,
+which runs as the same uid), it kills every leftover process before writing ``R``, and the
+backend believes only the last ``R`` line and only when this wrapper exited 0. Non-dumpable
+takes ctypes (prctl): where it cannot be had, the script is not run at all and the result says
+"unsafe_image".
 
-Standard library only, and valid on Python 3.8 to 3.13: it runs under the image's interpreter,
-which may be as bare as Debian's python3-minimal (no json, no resource module: then the limits
-are set by util-linux's prlimit and usage is summed from os.wait4). Settings come from the
-environment: INTEGR8S_NONCE, and INTEGR8S_LIMITS as "name=value,name=value".
+Every limit the result names is one this wrapper measured and enforced in its one loop: the
+wall clock, the output, and the CPU time of all the script's processes together (a run's, not
+a process's). The process limit is the kernel's (RLIMIT_NPROC); its per-process CPU rlimit,
+set a second above the run's, is a backstop only.
+
+Standard library only, and valid on Python 3.8 to 3.13: it runs under the image's interpreter.
+ctypes is required; json and resource may be missing from a trimmed interpreter (then the
+limits are set by util-linux's prlimit and peak memory is sampled from /proc). Settings come
+from the environment: INTEGR8S_NONCE, and INTEGR8S_LIMITS as "name=value,name=value".
 """
 
 import base64
@@ -29,23 +36,171 @@ import time
 
 try:
     import resource
-except ImportError:  # python3-minimal
+except ImportError:  # a trimmed interpreter
     resource = None  # type: ignore[assignment]  # the module may be absent: None says so
 
 CODE_DIR = "/integr8s"
 FLUSH_BYTES = 4096  # an envelope line per this much output, or per FLUSH_S of quiet
 FLUSH_S = 0.02
+CPU_TICK_S = 0.1  # how often the CPU used is looked at: the most a run can overrun its limit
+CPU_BACKSTOP_S = 1  # the kernel's per-process CPU rlimit, this far above the run's limit
+PR_GET_DUMPABLE, PR_SET_DUMPABLE = 3, 4
+CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def make_undumpable():
-    """Close /proc/<wrapper>/{fd,environ,mem} to processes of the same uid (the script)."""
+    """Close /proc/<wrapper>/{fd,environ,mem} to processes of the same uid (the script).
+
+    Returns "" once the kernel says this process is not dumpable, else why it is not
+    ("no_ctypes", "prctl_failed"): then the script could read the nonce and write into the log
+    as this wrapper, and must not run.
+    """
     try:
         import ctypes
-
+    except ImportError:  # Debian's python3-minimal, a Python built without libffi
+        return "no_ctypes"
+    try:
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE, 0
-    except Exception:  # ctypes is not in every minimal image; the other defences still hold
+        zero = ctypes.c_ulong(0)
+        libc.prctl(PR_SET_DUMPABLE, zero, zero, zero, zero)
+        if libc.prctl(PR_GET_DUMPABLE, zero, zero, zero, zero) == 0:
+            return ""
+    except (OSError, AttributeError):  # no C library to load, or no prctl in it
         pass
+    return "prctl_failed"
+
+
+def alone_in_cgroup(directory):
+    """Whether the cgroup mounted at directory holds this process and nothing else: the
+    container's own cgroup, seen before the script starts (never a host's or a shared one)."""
+    try:
+        with open(directory + "/cgroup.procs") as f:
+            return f.read().split() == [str(os.getpid())]
+    except OSError:
+        return False
+
+
+def read_counter(path, key=None):
+    """An integer from a cgroup file: the whole file, or the value of key in a "key value" file."""
+    with open(path) as f:
+        if key is None:
+            return int(f.read())
+        for line in f:
+            name, _, value = line.partition(" ")
+            if name == key:
+                return int(value)
+    raise ValueError(f"no {key} in {path}")
+
+
+# The container's cgroup counters: (directory, file, key in the file or None, unit in seconds or
+# kilobytes). A private cgroup namespace shows cgroup v2 at /sys/fs/cgroup; v1 mounts each
+# controller's directory ("cpuacct" is also there when it is mounted as "cpu,cpuacct").
+CGROUP_CPU = (
+    ("/sys/fs/cgroup", "cpu.stat", "usage_usec", 1e-6),
+    ("/sys/fs/cgroup/cpuacct", "cpuacct.usage", None, 1e-9),
+)
+CGROUP_MEMORY_PEAK = (
+    ("/sys/fs/cgroup", "memory.peak", None, 1 / 1024),  # kernel 5.19 and later
+    ("/sys/fs/cgroup/memory", "memory.max_usage_in_bytes", None, 1 / 1024),
+)
+
+
+def own_cgroup_counter(candidates):
+    """(path, key, unit) of the first counter that can be read in a cgroup holding this
+    process alone, or None: a cgroup shared with others (a host's) would count them too."""
+    for directory, name, key, unit in candidates:
+        if not alone_in_cgroup(directory):
+            continue
+        path = directory + "/" + name
+        try:
+            read_counter(path, key)
+        except (OSError, ValueError):
+            continue
+        return path, key, unit
+    return None
+
+
+def read_cgroup(counter):
+    path, key, unit = counter
+    return read_counter(path, key) * unit
+
+
+def proc_times(pid):
+    """(parent pid, CPU ticks the process used, CPU ticks of its children it waited for)."""
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        stat = f.read()
+    fields = stat[stat.rindex(b")") + 2 :].split()
+    return int(fields[1]), int(fields[11]) + int(fields[12]), int(fields[13]) + int(fields[14])
+
+
+def live_descendants_cpu():
+    """CPU seconds used so far by every live descendant of this process (and by the children
+    each of them waited for), from /proc."""
+    me = os.getpid()
+    children: dict = {}  # parent pid: its children
+    used: dict = {}  # pid: CPU ticks
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            ppid, own, waited = proc_times(int(name))
+        except (OSError, ValueError, IndexError):
+            continue  # ended meanwhile
+        children.setdefault(ppid, []).append(int(name))
+        used[int(name)] = own + waited
+    total, seen, todo = 0, set(), list(children.get(me, ()))
+    while todo:
+        pid = todo.pop()
+        if pid in seen or pid == me:  # a pid reused during the scan
+            continue
+        seen.add(pid)
+        total += used.get(pid, 0)
+        todo.extend(children.get(pid, ()))
+    return total / CLK_TCK
+
+
+class Cpu:
+    """CPU time used so far by the script's processes, all of them together.
+
+    In a pod: the container cgroup's count (the kernel's, which no process leaves) less this
+    wrapper's own. Where the cgroup is not the wrapper's alone (a test on a host): what the
+    wrapper's ended children used plus what its live descendants have used, from /proc, which
+    misses a process nobody waited for (its parent ignored SIGCHLD) and so does not hold a run
+    that hides its work that way; the per-process rlimit and the wall clock still do.
+    """
+
+    def __init__(self):
+        self.cgroup = own_cgroup_counter(CGROUP_CPU)  # looked for before the script starts
+        self.base = read_cgroup(self.cgroup) - self.own() if self.cgroup else 0.0
+        self.seen = 0.0  # the most reached() found
+
+    @staticmethod
+    def own():
+        t = os.times()
+        return t.user + t.system
+
+    def seconds(self):
+        if self.cgroup is not None:
+            try:
+                return max(0.0, read_cgroup(self.cgroup) - self.own() - self.base)
+            except (OSError, ValueError):  # gone from under us: /proc from now on
+                self.cgroup = None
+        t = os.times()
+        return t.children_user + t.children_system + live_descendants_cpu()
+
+    def reached(self, limit):
+        used = self.seconds()
+        if used >= limit:
+            # Asked again: a /proc scan counts a process twice if its parent reaps it
+            # mid-scan; two scans in a row would need two such reaps.
+            used = min(used, self.seconds())
+        self.seen = max(self.seen, used)
+        return used >= limit
+
+    def total(self):
+        """The run's whole use, once it has ended. Killed outside a PID namespace (never in a
+        pod), its children are reaped by someone else, and only what was seen of them counts."""
+        return max(self.seconds(), self.seen)
 
 
 def oom_kills():
@@ -135,18 +290,22 @@ def to_json(flat):
 
 
 def child_limits(limits):
-    """(argv prefix, function run in the child before exec) that apply the rlimits."""
-    cpu = max(1, int(limits.get("cpu_time_s", 5) + 0.999))
+    """(argv prefix, function run in the child before exec) that apply the rlimits.
+
+    The CPU rlimit is per process and a backstop only, CPU_BACKSTOP_S above the run's limit:
+    the run's limit is the wrapper's to enforce, on all the script's processes together.
+    """
+    cpu = max(1, int(limits.get("cpu_time_s", 5) + 0.999)) + CPU_BACKSTOP_S
     nproc = int(limits.get("processes", 64))
     if resource is None:
         for prlimit in ("/usr/bin/prlimit", "/bin/prlimit"):
             if os.path.exists(prlimit):
                 argv = [prlimit, f"--cpu={cpu}:{cpu + 1}", f"--nproc={nproc}", "--core=0", "--"]
                 return argv, lambda: None
-        return [], lambda: None  # the wall limit and the container's limits still hold
+        return [], lambda: None  # the wrapper's limits and the container's still hold
 
     settings = [
-        (resource.RLIMIT_CPU, (cpu, cpu + 1)),  # SIGXCPU at the limit, SIGKILL a second later
+        (resource.RLIMIT_CPU, (cpu, cpu + 1)),  # SIGXCPU, then SIGKILL a second later
         (resource.RLIMIT_NPROC, (nproc, nproc)),
         (resource.RLIMIT_CORE, (0, 0)),
     ]
@@ -161,15 +320,14 @@ def child_limits(limits):
     return [], apply
 
 
-class Usage:
-    """CPU time and peak memory of the script's processes (what RUSAGE_CHILDREN says).
-
-    Without the resource module (os.wait4 needs it too), CPU time comes from the cutime and
-    cstime of /proc/self/stat and peak memory from sampling the script's VmHWM.
-    """
+class Memory:
+    """Peak memory of the run: the container cgroup's peak where the cgroup is the wrapper's
+    alone (kernel buffers the script fills, pipes and sockets, count there as they count
+    against the limit), and never less than the largest process's (what wait4 reports, or the
+    VmHWM sampled from /proc without the resource module)."""
 
     def __init__(self):
-        self.cpu_s = 0.0
+        self.cgroup = own_cgroup_counter(CGROUP_MEMORY_PEAK)  # before the script starts
         self.maxrss_kb = 0
 
     def reap(self):
@@ -181,7 +339,6 @@ class Usage:
         except ChildProcessError:
             return 0, None
         if pid:
-            self.cpu_s += usage.ru_utime + usage.ru_stime
             self.maxrss_kb = max(self.maxrss_kb, usage.ru_maxrss)  # kilobytes on Linux
         return pid, status
 
@@ -196,15 +353,22 @@ class Usage:
         except (OSError, ValueError, IndexError):
             pass
 
-    def cpu_seconds(self):
-        if resource is not None:
-            return self.cpu_s
-        try:
-            with open("/proc/self/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
-        except (OSError, ValueError, IndexError):
-            return 0.0
+    def peak_kb(self):
+        peak = self.maxrss_kb
+        if self.cgroup is not None:
+            try:
+                peak = max(peak, int(read_cgroup(self.cgroup)))
+            except (OSError, ValueError):
+                pass
+        return peak
+
+
+def tmp_full():
+    """Whether /tmp (the pod's size-limited emptyDir) has no room left."""
+    try:
+        return os.statvfs("/tmp").f_bavail == 0
+    except OSError:
+        return False
 
 
 def spawn(argv, env, stdin_path, apply_limits):
@@ -255,7 +419,14 @@ def main():
     nonce = os.environ.pop("INTEGR8S_NONCE", "")
     limits = parse_limits(os.environ.pop("INTEGR8S_LIMITS", ""))
     code_dir = os.environ.pop("INTEGR8S_CODE_DIR", CODE_DIR)
-    make_undumpable()
+    emitter = Emitter(nonce, int(limits.get("output_bytes", 1 << 20)))
+    unsafe = make_undumpable()
+    if unsafe:
+        # The script would be free to read the nonce and write into the log as this wrapper
+        # (or past the output cap): it does not run.
+        result = {"exit_code": None, "signal": None, "reason": "unsafe_image", "unsafe": unsafe}
+        emitter.write_line("R", to_json(result).encode())
+        return 0
 
     stop = {"signal": None}
 
@@ -265,7 +436,6 @@ def main():
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
 
-    emitter = Emitter(nonce, int(limits.get("output_bytes", 1 << 20)))
     wall_limit = float(limits.get("wall_time_s", 5))
     cpu_limit = float(limits.get("cpu_time_s", 5))
     env = {
@@ -280,19 +450,21 @@ def main():
     prefix, apply_limits = child_limits(limits)
     argv = prefix + [sys.executable, "-u", os.path.join(code_dir, "script.py")]
     oom_before = oom_kills()
-    usage = Usage()
+    memory = Memory()
+    cpu = Cpu()
     started = time.monotonic()
     pid, out_r, err_r = spawn(argv, env, os.path.join(code_dir, "stdin"), apply_limits)
 
     fds = {out_r: "O", err_r: "E"}
     status = None
-    reason = None  # why the wrapper stopped the script: wall_time, output_limit, terminated
+    reason = None  # why the wrapper stopped the script: wall_time, cpu_time, output_limit, ...
     deadline = started + wall_limit
+    next_cpu_look = started
     while True:
         # PID 1 inherits orphans: reap them all, noting the script's own status.
-        usage.sample(pid)
+        memory.sample(pid)
         while True:
-            done, st = usage.reap()
+            done, st = memory.reap()
             if not done:
                 break
             if done == pid:
@@ -305,6 +477,10 @@ def main():
                 reason = "wall_time"
             elif stop["signal"] is not None:
                 reason = "terminated"
+            elif now >= next_cpu_look:
+                next_cpu_look = now + CPU_TICK_S
+                if cpu.reached(cpu_limit):
+                    reason = "cpu_time"
             if reason:
                 kill_rest(pid)
         try:
@@ -341,11 +517,11 @@ def main():
                 reason = "output_limit"  # what it printed last, read only after it exited
     for fd in fds:
         os.close(fd)
-    while usage.reap()[0]:
+    while memory.reap()[0]:
         pass
     emitter.flush()
 
-    cpu_s = usage.cpu_seconds()
+    cpu_s = cpu.total()
     exit_code = sig = None
     if os.WIFEXITED(status):
         exit_code = os.WEXITSTATUS(status)
@@ -354,20 +530,23 @@ def main():
         exit_code = 128 + sig
     oom_after = oom_kills()
     oom = None if oom_after is None or oom_before is None else oom_after > oom_before
-    if reason is None and (sig == signal.SIGXCPU or (sig == signal.SIGKILL and cpu_s >= cpu_limit)):
-        reason = "cpu_time"
+    # What the script died of is its own choice (it can kill itself with SIGXCPU or SIGKILL):
+    # a limit is named only from what was measured.
     if reason is None and sig == signal.SIGKILL and oom:
         reason = "memory_limit"
+    if reason is None and cpu_s >= cpu_limit:
+        reason = "cpu_time"
     result = {
         "exit_code": exit_code,
         "signal": sig,
         "reason": reason,
         "oom_killed": oom,
+        "tmp_full": tmp_full(),
         "output_truncated": emitter.truncated["O"],
         "errors_truncated": emitter.truncated["E"],
         "wall_time_ms": wall_ms,
         "cpu_time_ms": int(cpu_s * 1000),
-        "peak_memory_kb": int(usage.maxrss_kb),
+        "peak_memory_kb": memory.peak_kb(),
     }
     emitter.write_line("R", to_json(result).encode())
     return 0
