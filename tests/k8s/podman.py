@@ -3,8 +3,10 @@
 No cluster can be had here; podman runs the very manifests the backend generates (runAsUser,
 readOnlyRootFilesystem, memory limit, ConfigMap volume, emptyDir) under runc, and the backend's
 own classify() turns the container's end and log into a RunResult. What podman does not do:
-activeDeadlineSeconds (the wrapper's limits are tested instead) and NetworkPolicy (the pod gets
---network none). Set up by .ci/podman-setup.sh.
+activeDeadlineSeconds (the wrapper's limits are tested instead), NetworkPolicy (the pod gets
+--network none) and a memory-backed, size-limited emptyDir (podman 4.3 puts /tmp on the host's
+disk). Its default seccomp profile is podman's, not a Kubernetes runtime's RuntimeDefault. Set
+up by .ci/podman-setup.sh (Debian bookworm's full python3: the wrapper needs ctypes).
 """
 
 import json
@@ -18,7 +20,7 @@ import yaml
 
 from executions.sandbox.contract import RunResult, RunSpec
 
-IMAGE = "localhost/integr8s-python:3.11"
+IMAGE = "localhost/integr8s-python:3.11-full"  # .ci/podman-setup.sh: the full python3
 
 
 def unavailable() -> str:
@@ -61,6 +63,8 @@ def play(backend, spec: RunSpec, timeout_s: float = 60) -> RunResult:
         finally:
             subprocess.run(["podman", "kube", "down", str(path)], capture_output=True, timeout=60)
             subprocess.run(["podman", "pod", "rm", "-f", name], capture_output=True, timeout=60)
+            # podman 4.3 makes the ConfigMap a named volume, which kube down leaves behind.
+            subprocess.run(["podman", "volume", "rm", name], capture_output=True, timeout=60)
     code = state["ExitCode"]
     reason = "OOMKilled" if state.get("OOMKilled") else ("Completed" if code == 0 else "Error")
     status = {
