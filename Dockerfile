@@ -23,13 +23,18 @@ RUN pip install .
 COPY manage.py ./
 COPY templates ./templates
 COPY static ./static
-# Settings refuse DEBUG=false without a SECRET_KEY; this one exists only during the build.
-RUN DEBUG=false SECRET_KEY=collectstatic-only python manage.py collectstatic --no-input -v 0
+# collectstatic needs a secret key to load the settings: a throwaway one, gone with this layer.
+RUN SECRET_KEY_FILE=/tmp/build-key python manage.py collectstatic --no-input -v 0 \
+    && rm /tmp/build-key
 
-# The code is root-owned and read-only to the app user; the app writes only to /tmp.
-RUN useradd --uid 10001 --user-group --no-create-home --home-dir /tmp app
+# The code is root-owned and read-only to the app user; the app writes only to /tmp and to
+# /var/lib/integr8s, where it makes its secret key at first start unless SECRET_KEY is set
+# (docker-compose.yml mounts a volume there; Kubernetes sets SECRET_KEY from a Secret).
+RUN useradd --uid 10001 --user-group --no-create-home --home-dir /tmp app \
+    && install -d -o 10001 -g 10001 -m 0700 /var/lib/integr8s
 USER 10001:10001
-ENV HOME=/tmp
+ENV HOME=/tmp \
+    SECRET_KEY_FILE=/var/lib/integr8s/secret_key
 EXPOSE 8000
 
 # Threads: wait=true and live updates hold connections. One process per container keeps

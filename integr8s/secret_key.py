@@ -32,6 +32,11 @@ def load(value: str, path: Path) -> str:
         key = read(path)
     except FileNotFoundError:
         key = create(path)
+    except OSError as exc:
+        raise ImproperlyConfigured(
+            f"No SECRET_KEY is set and none could be made or read in {path} ({exc.strerror}). "
+            "Set SECRET_KEY, or SECRET_KEY_FILE to a path this user may write."
+        ) from None
     check(key, f"The key in {path}")
     return key
 

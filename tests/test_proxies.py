@@ -1,0 +1,65 @@
+"""Behind BEHIND_PROXY proxies the client's address is counted from the right of
+X-Forwarded-For: what a client writes there itself never picks its address."""
+
+import pytest
+from django.test import RequestFactory
+from rest_framework.test import APIClient
+
+from integr8s.throttling import client_ip
+
+pytestmark = pytest.mark.django_db
+
+
+def ip(forwarded=None, remote="10.0.0.254"):
+    meta = {"REMOTE_ADDR": remote}
+    if forwarded is not None:
+        meta["HTTP_X_FORWARDED_FOR"] = forwarded
+    return client_ip(RequestFactory().get("/", **meta))
+
+
+@pytest.mark.parametrize(
+    ("proxies", "forwarded", "expected"),
+    [
+        (0, "203.0.113.9", "10.0.0.254"),  # no proxy: the header is the client's own words
+        (1, "203.0.113.9", "203.0.113.9"),
+        (1, "1.2.3.4, 203.0.113.9", "203.0.113.9"),  # "1.2.3.4" was written by the client
+        (2, "1.2.3.4, 203.0.113.9, 10.0.0.7", "203.0.113.9"),
+        (2, "203.0.113.9", "203.0.113.9"),  # fewer entries than proxies: all are theirs
+        (1, "", "10.0.0.254"),
+        (1, "garbage", ""),
+        (1, " 2001:db8::1 ", "2001:db8::1"),
+    ],
+)
+def test_the_client_is_counted_from_the_right(settings, proxies, forwarded, expected):
+    settings.TRUSTED_PROXIES = proxies
+    assert ip(forwarded) == expected
+
+
+def test_behind_proxy_reads_as_a_count(monkeypatch):
+    from integr8s import settings as project_settings
+
+    for raw, count in [("", 0), ("false", 0), ("true", 1), ("1", 1), ("2", 2)]:
+        monkeypatch.setenv("BEHIND_PROXY", raw)
+        assert project_settings.proxies() == count
+
+
+def test_a_client_cannot_walk_past_the_sign_up_limit_by_naming_itself(settings):
+    """Behind one proxy that appends, each request claims a new address on the left."""
+    settings.TRUSTED_PROXIES = 1
+    settings.THROTTLE_SIGNUP = "1/hour"
+    for n, expected in [(1, 201), (2, 429), (3, 429)]:
+        client = APIClient(HTTP_X_FORWARDED_FOR=f"198.51.100.{n}, 203.0.113.9")
+        body = {"username": f"user{n}", "password": "a-long-pass-123"}
+        assert client.post("/api/v1/auth/register", body, format="json").status_code == expected
+
+
+def test_a_client_cannot_walk_past_the_login_limit_by_naming_itself(settings, alice):
+    settings.TRUSTED_PROXIES = 1
+    settings.THROTTLE_LOGIN = "2/min"
+    codes = [
+        APIClient(HTTP_X_FORWARDED_FOR=f"198.51.100.{n}, 203.0.113.9")
+        .post("/api/v1/auth/token", {"username": "alice", "password": "x"}, format="json")
+        .status_code
+        for n in range(4)
+    ]
+    assert codes == [401, 401, 429, 429]
