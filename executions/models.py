@@ -267,7 +267,6 @@ class Execution(models.Model):
         MEMORY_LIMIT = "memory_limit", "memory limit"
         OUTPUT_LIMIT = "output_limit", "output limit"
         PROCESS_LIMIT = "process_limit", "process limit"
-        DISK_LIMIT = "disk_limit", "disk limit"
         SYSTEM_ERROR = "system_error", "system error"
         CANCELLED = "cancelled"
 
@@ -284,6 +283,8 @@ class Execution(models.Model):
     client_ip = models.GenericIPAddressField(null=True, blank=True)
     idempotency_key = models.CharField(max_length=200, blank=True)
     caller = models.CharField(max_length=100, blank=True, help_text="Fair scheduling's caller.")
+    # stdin stays open after `stdin` for input sent while it runs, until its end is sent.
+    interactive = models.BooleanField(default=False)
 
     script = models.TextField()
     python_version = models.CharField(max_length=10)
@@ -440,6 +441,15 @@ class Execution(models.Model):
             return "This execution cannot run again: " + " ".join(problems.values())
         return None
 
+    def live_output(self) -> tuple[str, str]:
+        """(stdout, stderr) so far: the printed chunks while it runs, the result once ended."""
+        if self.status != Status.RUNNING:
+            return self.output, self.errors
+        streams: dict[str, list[str]] = {"stdout": [], "stderr": []}
+        for stream, text in self.chunks.values_list("stream", "text"):
+            streams[stream].append(text)
+        return "".join(streams["stdout"]), "".join(streams["stderr"])
+
     def retry(self, **overrides: Any) -> "Execution":
         """A new queued execution running the same script, version and input."""
         fields = dict(
@@ -485,6 +495,53 @@ class SavedScript(models.Model):
         if other_than is not None:
             same = same.exclude(pk=other_than)
         return same.exists()
+
+
+class OutputChunk(models.Model):
+    """Output of a running execution as it is printed, in small batches from its worker (live
+    pages, the events stream, the result while it runs). Bounded by the run's output cap; the
+    execution's own output and errors, written when it ends, are the result; the chunks go."""
+
+    class Stream(models.TextChoices):
+        STDOUT = "stdout"
+        STDERR = "stderr"
+
+    execution = models.ForeignKey(Execution, on_delete=models.CASCADE, related_name="chunks")
+    seq = models.PositiveIntegerField()  # 1, 2, 3 ... per execution: the events' ids
+    stream = models.CharField(max_length=6, choices=Stream.choices)
+    text = models.TextField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["seq"]
+        constraints = [
+            models.UniqueConstraint(fields=["execution", "seq"], name="outputchunk_seq"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.execution_id} #{self.seq} {self.stream}"
+
+
+class InputLine(models.Model):
+    """Input sent to a running interactive execution, taken by its worker in order."""
+
+    execution = models.ForeignKey(Execution, on_delete=models.CASCADE, related_name="inputs")
+    text = models.TextField(blank=True)
+    eof = models.BooleanField(default=False)  # the end of input: the script reads EOF
+    created_at = models.DateTimeField(default=timezone.now)
+    taken = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [
+            # runworker's heartbeat: input not yet taken for its interactive runs.
+            models.Index(
+                fields=["execution"], name="inputline_pending_idx", condition=Q(taken=False)
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.execution_id} input {'EOF' if self.eof else len(self.text)}"
 
 
 class Worker(models.Model):

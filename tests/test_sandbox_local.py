@@ -416,3 +416,87 @@ def test_runs_weigh_less_than_the_web_server_and_the_database(backend):
     name = "cpu.shares" if backend.mode == "v1" else "cpu.weight"
     with open(f"{base}/{name}") as f:
         assert int(f.read()) < (1024 if backend.mode == "v1" else 100) // 4
+
+
+# --- live output and input ------------------------------------------------------------------
+
+
+class Recorder:
+    """Events that keep what they heard, with when, and send input on cue."""
+
+    def __init__(self, inputs=()):
+        self.heard: list[tuple[float, str, str]] = []
+        self.inputs = list(inputs)  # (after this text was printed, send these bytes)
+
+    def output(self, stream, text):
+        self.heard.append((time.monotonic(), stream, text))
+
+    def poll(self):
+        printed = "".join(text for _, _, text in self.heard)
+        if self.inputs and self.inputs[0][0] in printed:
+            return self.inputs.pop(0)[1]
+        return None
+
+
+def run_with(backend, runtime, script, events, interactive=False, **limits):
+    spec = RunSpec(
+        script, runtime, replace(LIMITS, **limits), run_id=uuid.uuid4().hex,
+        interactive=interactive,
+    )  # fmt: skip
+    return backend.run(spec, threading.Event(), events)
+
+
+def test_output_is_heard_as_it_is_printed_in_order(backend, py312):
+    events = Recorder()
+    started = time.monotonic()
+    script = (
+        "import sys, time\n"
+        "for i in range(3):\n"
+        "    print('out', i, flush=True)\n"
+        "    print('err', i, file=sys.stderr, flush=True)\n"
+        "    time.sleep(0.3)\n"
+    )
+    result = run_with(backend, py312, script, events)
+    assert result.status == "completed", result
+    heard: list[tuple[str, str]] = []
+    for _, stream, text in events.heard:  # unbuffered print writes its pieces one by one
+        if heard and heard[-1][0] == stream:
+            heard[-1] = (stream, heard[-1][1] + text)
+        else:
+            heard.append((stream, text))
+    assert heard == [
+        (stream, f"{name} {i}\n") for i in range(3) for stream, name in
+        (("stdout", "out"), ("stderr", "err"))
+    ]  # fmt: skip
+    first_at = events.heard[0][0] - started
+    assert first_at < result.wall_time_ms / 1000 - 0.4  # heard while it still ran
+    assert "".join(t for _, s, t in events.heard if s == "stdout") == result.output
+
+
+def test_output_heard_stops_at_the_cap_as_stored(backend, py312):
+    events = Recorder()
+    result = run_with(backend, py312, "print('x' * 5000)", events, output_bytes=1024)
+    assert result.error_type == "output_limit"
+    assert sum(len(t.encode()) for _, _, t in events.heard) <= 1024
+
+
+def test_interactive_input_reaches_the_script_while_it_runs(backend, py312):
+    events = Recorder(inputs=[("name? ", b"Ada\n"), ("again? ", b"")])
+    script = (
+        "name = input('name? ')\nprint('hello', name)\n"
+        "try:\n    input('again? ')\nexcept EOFError:\n    print('no more input')\n"
+    )
+    result = run_with(backend, py312, script, events, interactive=True)
+    assert (result.status, result.exit_code) == ("completed", 0), result
+    assert result.output == "name? hello Ada\nagain? no more input\n"
+
+
+def test_a_script_waiting_for_input_nobody_sends_says_so(backend, py312):
+    result = run_with(
+        backend, py312, "print('ready', flush=True)\ninput()", Recorder(), interactive=True,
+        wall_time_s=1,
+    )  # fmt: skip
+    assert (result.status, result.error_type) == ("timeout", "timeout")
+    assert "waiting for input" in result.reason, result.reason
+    busy = run_with(backend, py312, "while True: pass", Recorder(), interactive=True, wall_time_s=1)
+    assert "waiting for input" not in busy.reason and busy.status == "timeout"

@@ -330,3 +330,49 @@ def test_runs_never_outnumber_the_host_s_slots(settings):
     first, second = (Execution.objects.get(pk=r.pk) for r in runs)
     assert [first.status, second.status] == ["completed", "completed"]
     assert second.started_at >= first.finished_at or first.started_at >= second.finished_at
+
+
+# --- live output and input ----------------------------------------------------------------
+
+
+def wait_until(condition, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_output_so_far_is_there_while_it_runs_and_the_result_replaces_it(worker):
+    from executions.models import OutputChunk
+
+    execution = submit(
+        "import sys, time\nprint('first', flush=True)\nprint('oops', file=sys.stderr)\n"
+        "time.sleep(1.5)\nprint('last')"
+    )
+    wait_until(lambda: Execution.objects.get(pk=execution.pk).live_output()[0] == "first\n")
+    running = Execution.objects.get(pk=execution.pk)
+    assert running.status == "running"
+    assert running.live_output() == ("first\n", "oops\n")
+    seqs = list(OutputChunk.objects.filter(execution=running).values_list("seq", flat=True))
+    assert seqs == list(range(1, len(seqs) + 1))  # the events stream's ids, in order
+    done = wait_for(execution, {"completed"})
+    assert done.live_output() == ("first\nlast\n", "oops\n")
+    assert not OutputChunk.objects.filter(execution=done).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_input_sent_while_it_runs_reaches_an_interactive_script(worker):
+    from executions.models import InputLine
+
+    execution = submit(
+        "name = input('name? ')\nprint('hello', name)\nimport sys\nprint(repr(sys.stdin.read()))",
+        interactive=True,
+    )
+    wait_until(lambda: "name? " in Execution.objects.get(pk=execution.pk).live_output()[0])
+    InputLine.objects.create(execution=execution, text="Ada\n")
+    InputLine.objects.create(execution=execution, text="more\n")
+    InputLine.objects.create(execution=execution, eof=True)
+    done = wait_for(execution, {"completed"})
+    assert done.output == "name? hello Ada\n'more\\n'\n", done.errors
+    assert not InputLine.objects.filter(execution=done, taken=False).exists()

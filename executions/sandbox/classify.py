@@ -77,6 +77,13 @@ def classify(facts: Facts, limits: Limits) -> Verdict:
             f"Stopped: tried to run more than {limits.processes} processes and threads at "
             "once (the process limit).",
         )
+    if facts.wall_timeout and facts.waiting_for_input:
+        return Verdict(
+            TIMEOUT,
+            TIMEOUT,
+            f"Stopped: ran longer than {limits.wall_time_s:g} s while waiting for input "
+            "(it was reading stdin and nothing more was sent).",
+        )
     if facts.wall_timeout:
         return Verdict(TIMEOUT, TIMEOUT, f"Stopped: ran longer than {limits.wall_time_s:g} s.")
     if failed:

@@ -41,6 +41,29 @@ class RunSpec:
     limits: Limits
     stdin: str = ""
     run_id: str = ""  # the execution id; names cgroups, pods and log lines
+    interactive: bool = False  # stdin stays open after `stdin` for input sent while it runs
+
+
+class Events(Protocol):
+    """What a backend tells while a run goes, and what it asks (both from the run's thread)."""
+
+    def output(self, stream: str, text: str) -> None:
+        """Text the script printed on stream ("stdout" or "stderr"), in the order printed,
+        within the output cap (what the result will hold, as it grows)."""
+
+    def poll(self) -> bytes | None:
+        """Called about every 0.1 s while the run goes: input to send the script now (b""
+        ends its input), or None for nothing new. Also the moment to pass output on."""
+
+
+class NoEvents:
+    """Nobody is watching: output is only in the result, no input comes."""
+
+    def output(self, stream: str, text: str) -> None:
+        pass
+
+    def poll(self) -> bytes | None:
+        return None
 
 
 @dataclass
@@ -59,6 +82,7 @@ class Facts:
     oom_kills: int = 0  # processes the memory limit killed
     process_limit_hit: bool = False  # a fork or thread was refused at the process limit
     tmp_full: bool = False  # /tmp reached its size limit
+    waiting_for_input: bool = False  # at the wall clock, the script was blocked reading stdin
     output_capped: bool = False  # stopped for printing more than the output cap
     stdout: bytes = b""  # what was kept of each stream (the backend cuts at the cap)
     stderr: bytes = b""
@@ -114,8 +138,11 @@ class Backend:
         start it."""
         return Unlimited()
 
-    def run(self, spec: RunSpec, cancel: threading.Event) -> RunResult:
-        """Run spec to its end, or until cancel is set (then return status cancelled).
+    def run(
+        self, spec: RunSpec, cancel: threading.Event, events: Events | None = None
+    ) -> RunResult:
+        """Run spec to its end, or until cancel is set (then return status cancelled);
+        events hears its output as it is printed and is asked for input.
 
         Never raises for anything the script does; platform failures come back as
         status failed / error_type system_error with a reason.

@@ -12,6 +12,7 @@ import socket
 import threading
 import time
 import uuid
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -24,7 +25,7 @@ from django.db import DatabaseError, close_old_connections, connection
 from django.utils import timezone
 
 from executions import metrics, notify, runtimes
-from executions.models import Execution, Worker
+from executions.models import Execution, InputLine, OutputChunk, Worker
 from executions.sandbox import get_backend
 from executions.sandbox.classify import platform_failure
 from executions.sandbox.contract import CANCELLED, Reservation, RunResult, RunSpec
@@ -33,7 +34,56 @@ log = logging.getLogger("integr8s.worker")
 
 HEARTBEAT_S = 0.25  # how often leases are extended and cancel requests passed on
 RECOVER_S = 2.0  # how often expired leases are looked for
+FLUSH_S = 0.1  # live output reaches watchers within this
+FLUSH_BYTES = 16384
 LISTENING_POLL_S = 1.0  # how often an idle worker that gets wake-ups looks anyway
+
+
+class LiveRun:
+    """The worker's side of a run's Events: what it prints goes to OutputChunk rows in small
+    batches (every FLUSH_S, or FLUSH_BYTES, whichever first: a few writes a second however a
+    script prints), and input the heartbeat fetched goes to the script. Live output is a view
+    for watchers; the result written at the end is the truth, so a failed write is dropped."""
+
+    def __init__(self, execution: Execution):
+        self.execution = execution
+        self.pending: list[list[str]] = []  # [stream, text], consecutive streams merged
+        self.size = 0
+        self.seq = 0
+        self.flushed_at = time.monotonic()
+        self.inputs: deque[bytes] = deque()
+        self.lock = threading.Lock()
+
+    def output(self, stream: str, text: str) -> None:
+        if self.pending and self.pending[-1][0] == stream:
+            self.pending[-1][1] += text
+        else:
+            self.pending.append([stream, text])
+        self.size += len(text)
+        if self.size >= FLUSH_BYTES:
+            self.flush()
+
+    def poll(self) -> bytes | None:
+        if self.pending and time.monotonic() - self.flushed_at >= FLUSH_S:
+            self.flush()
+        with self.lock:
+            return self.inputs.popleft() if self.inputs else None
+
+    def give(self, data: bytes) -> None:
+        with self.lock:
+            self.inputs.append(data)
+
+    def flush(self) -> None:
+        rows = [
+            OutputChunk(execution_id=self.execution.pk, seq=self.seq + i, stream=stream, text=text)
+            for i, (stream, text) in enumerate(self.pending, start=1)
+        ]
+        self.pending, self.size, self.flushed_at = [], 0, time.monotonic()
+        try:
+            OutputChunk.objects.bulk_create(rows)
+            self.seq += len(rows)
+        except DatabaseError:
+            log.warning("run %s: live output dropped", self.execution.execution_id, exc_info=True)
 
 
 @dataclass
@@ -42,6 +92,10 @@ class InFlight:
     room: Reservation  # the backend's room for it (a host slot), given back when it ends
     cancel: threading.Event = field(default_factory=threading.Event)
     future: Future[None] | None = None  # set as soon as the run is handed to the pool
+    live: LiveRun | None = None
+
+    def __post_init__(self) -> None:
+        self.live = LiveRun(self.execution)
 
 
 class Command(BaseCommand):
@@ -197,6 +251,9 @@ class Command(BaseCommand):
             )
             ours.update(lease_expires_at=timezone.now() + timedelta(seconds=self.lease_s))
             keep = set(ours.filter(cancel_requested=False).values_list("pk", flat=True))
+            self.hand_over_input(
+                [pk for pk in ids if (j := self.in_flight.get(pk)) and j.execution.interactive]
+            )
             for pk in ids:
                 job = self.in_flight.get(pk)
                 if job and pk not in keep and not job.cancel.is_set():
@@ -205,6 +262,19 @@ class Command(BaseCommand):
         Worker.objects.filter(name=self.name).update(
             seen_at=timezone.now(), in_flight=len(self.in_flight)
         )
+
+    def hand_over_input(self, ids: list[int]) -> None:
+        """Input sent to our interactive runs goes to their sandboxes, in order, once."""
+        if not ids:
+            return
+        lines = list(InputLine.objects.filter(execution_id__in=ids, taken=False).order_by("id"))
+        if not lines:
+            return
+        InputLine.objects.filter(pk__in=[line.pk for line in lines]).update(taken=True)
+        for line in lines:
+            job = self.in_flight.get(line.execution_id)
+            if job is not None and job.live is not None:
+                job.live.give(b"" if line.eof else line.text.encode("utf-8", "surrogatepass"))
 
     def maybe_recover(self) -> None:
         now = time.monotonic()
@@ -226,7 +296,7 @@ class Command(BaseCommand):
     def run(self, job: InFlight) -> None:
         execution = job.execution
         try:
-            result = self.sandbox(execution, job.cancel)
+            result = self.sandbox(execution, job.cancel, job.live)
             if result.status == CANCELLED:
                 asked = Execution.objects.filter(pk=execution.pk).values_list("reason", flat=True)
                 result.reason = next(iter(asked), "") or (
@@ -270,11 +340,15 @@ class Command(BaseCommand):
             )
             stored = execution.finish(result, worker=self.name)
         if stored:
+            # The result holds all of it now: the live view's rows go.
+            OutputChunk.objects.filter(execution_id=execution.pk).delete()
             self.record(execution, result)
         else:
             log.warning("result for %s dropped: no longer ours", execution.execution_id)
 
-    def sandbox(self, execution: Execution, cancel: threading.Event) -> RunResult:
+    def sandbox(
+        self, execution: Execution, cancel: threading.Event, live: LiveRun | None = None
+    ) -> RunResult:
         try:
             runtime = runtimes.get(execution.python_version, self.backend.name)
         except runtimes.UnknownVersion as exc:
@@ -290,10 +364,11 @@ class Command(BaseCommand):
             runtime=runtime,
             limits=execution.run_limits,
             run_id=str(execution.execution_id),
+            interactive=execution.interactive,
         )
         log.info("run %s start python=%s", spec.run_id, runtime.version)
         try:
-            result = self.backend.run(spec, cancel)
+            result = self.backend.run(spec, cancel, live)
         except Exception as exc:
             log.exception("run %s: backend failed", spec.run_id)
             return platform_failure(spec, f"The sandbox failed to run this script ({exc}).")

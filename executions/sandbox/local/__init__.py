@@ -28,7 +28,7 @@ import uuid
 from typing import Any
 
 from executions.sandbox.classify import platform_failure, result
-from executions.sandbox.contract import Backend, RunResult, RunSpec
+from executions.sandbox.contract import Backend, Events, RunResult, RunSpec
 from executions.sandbox.local import command
 from executions.sandbox.local.cgroup import Hierarchy, RunCgroup, find_hierarchy
 from executions.sandbox.local.command import SANDBOX_UID
@@ -236,7 +236,9 @@ class LocalBackend(Backend):
 
     # --- one run -------------------------------------------------------------------------
 
-    def run(self, spec: RunSpec, cancel: threading.Event) -> RunResult:
+    def run(
+        self, spec: RunSpec, cancel: threading.Event, events: Events | None = None
+    ) -> RunResult:
         executable = spec.runtime.executable
         if not executable or not os.access(executable, os.X_OK):
             return platform_failure(
@@ -252,7 +254,7 @@ class LocalBackend(Backend):
             launcher = self._take(name, spec)
             launcher.deliver(spec.script.encode("utf-8", "surrogatepass"))
             feed = (spec.stdin or "").encode("utf-8", "surrogatepass")
-            facts = supervise(spec, launcher, feed, started, cancel)
+            facts = supervise(spec, launcher, feed, started, cancel, events)
         except OSError as exc:
             log.exception("local sandbox failed to start run %s", name)
             return platform_failure(spec, f"The sandbox could not start: {exc}", self.name)

@@ -243,7 +243,7 @@ def _single_process_rules(seccomp: Any) -> list[tuple[str, int, tuple]]:
     def low_32(arg: int, mask: int, value: int) -> Any:
         return seccomp.Arg(arg, seccomp.MASKED_EQ, mask, value)
 
-    rules = [
+    rules: list[tuple[str, int, tuple]] = [
         ("clone", allow, (low_32(0, NAMESPACE_FLAGS | CLONE_THREAD, CLONE_THREAD),)),
         ("clone", eperm, (low_32(0, CLONE_THREAD, 0),)),
     ]

@@ -15,7 +15,7 @@ import threading
 import time
 from typing import IO
 
-from executions.sandbox.contract import Facts, RunSpec
+from executions.sandbox.contract import Events, Facts, NoEvents, RunSpec
 from executions.sandbox.local.command import READY
 from executions.sandbox.local.launcher import Launcher
 
@@ -36,18 +36,88 @@ class Output:
         self.cut = {"out": False, "err": False}
         self._decoders = {s: codecs.getincrementaldecoder("utf-8")("replace") for s in self.chunks}
 
-    def add(self, stream: str, data: bytes) -> bool:
-        """Keep data; False once the cap is passed (what is stored is cut to it later)."""
+    def add(self, stream: str, data: bytes) -> tuple[bool, str]:
+        """Keep data; (False, "") once the cap is passed (what is stored is cut to it later),
+        else (True, its text as it will be stored)."""
         text = self._decoders[stream].decode(data)
         self.stored += len(text.encode()) + 2 * text.count("\x00")
         self.chunks[stream].append(data)
         if self.stored > self.cap:
             self.cut[stream] = True
-            return False
-        return True
+            return False, ""
+        return True, text.replace("\x00", "\u2400")
 
     def data(self, stream: str) -> bytes:
         return b"".join(self.chunks[stream])
+
+
+class Stdin:
+    """The script's stdin: what was given before the run, then (interactive runs) what is
+    sent while it goes, until the end of input. Written without blocking, as the pipe takes it."""
+
+    def __init__(self, pipe: IO[bytes], sel: selectors.BaseSelector, data: bytes, more: bool):
+        self.pipe, self.sel = pipe, sel
+        self.pending = bytearray(data)
+        self.eof = not more  # nothing comes after pending
+        self.registered = self.closed = False
+        os.set_blocking(pipe.fileno(), False)
+        self._sync()
+
+    def add(self, data: bytes) -> None:
+        """More input (b"": the end of it)."""
+        if self.closed:
+            return
+        if data:
+            self.pending += data
+        else:
+            self.eof = True
+        self._sync()
+
+    def write(self) -> None:
+        try:
+            del self.pending[: os.write(self.pipe.fileno(), self.pending)]
+        except BlockingIOError:
+            return
+        except OSError:  # the script exited or closed its stdin: the rest is not wanted
+            self.pending.clear()
+            self.eof = True
+        self._sync()
+
+    @property
+    def waiting(self) -> bool:
+        """Open with nothing left to write: a script reading now waits for input."""
+        return not self.closed and not self.pending
+
+    def _sync(self) -> None:
+        if self.closed:
+            return
+        if self.eof and not self.pending:
+            if self.registered:
+                self.sel.unregister(self.pipe)
+            self.pipe.close()
+            self.registered, self.closed = False, True
+        elif self.pending and not self.registered:
+            self.sel.register(self.pipe, selectors.EVENT_WRITE, "in")
+            self.registered = True
+        elif not self.pending and self.registered:
+            self.sel.unregister(self.pipe)
+            self.registered = False
+
+
+READ_SYSCALL = {"x86_64": 0, "aarch64": 63}.get(os.uname().machine)
+
+
+def _reading_stdin(pids: list[int]) -> bool:
+    """Whether a process of the run is blocked in read(0, ...) (/proc/<pid>/syscall)."""
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/syscall") as f:
+                fields = f.read().split()
+        except OSError:
+            continue
+        if len(fields) > 1 and fields[0] == str(READ_SYSCALL) and int(fields[1], 16) == 0:
+            return True
+    return False
 
 
 def _tmp_of(pids: list[int], skip: int) -> int | None:
@@ -119,10 +189,16 @@ def _kill(launcher: Launcher, pidfd: int | None) -> None:
 
 
 def supervise(
-    spec: RunSpec, launcher: Launcher, feed: bytes, started: float, cancel: threading.Event
+    spec: RunSpec,
+    launcher: Launcher,
+    feed: bytes,
+    started: float,
+    cancel: threading.Event,
+    events: Events | None = None,
 ) -> Facts:
     """Run the launcher's sandbox to its end (its script already delivered) and say what
-    happened."""
+    happened; events hears the output as it is printed and is asked for input."""
+    events = events or NoEvents()
     limits = spec.limits
     proc, group = launcher.proc, launcher.group
     assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
@@ -140,10 +216,7 @@ def supervise(
             os.set_blocking(pipe.fileno(), False)
             sel.register(pipe, selectors.EVENT_READ, stream)
         sel.register(launcher.start_r, selectors.EVENT_READ, "start")
-        os.set_blocking(proc.stdin.fileno(), False)
-        stdin = proc.stdin
-        sel.register(stdin, selectors.EVENT_WRITE, "in")
-        feed_view = memoryview(feed)
+        stdin = Stdin(proc.stdin, sel, feed, more=spec.interactive)
         open_pipes = 2
         exited = False
         reaped = None
@@ -167,6 +240,9 @@ def supervise(
                     )
                 elif now >= deadline:
                     facts.wall_timeout = True
+                    facts.waiting_for_input = (
+                        stdin.waiting and group is not None and _reading_stdin(group.pids())
+                    )
                 elif (cpu_used() or 0) >= cpu_limit_ms:
                     facts.cpu_exceeded = True
                 if (
@@ -179,6 +255,9 @@ def supervise(
                     drain_until = now + KILL_GRACE_S
                     continue
                 wait = min(TICK_S, deadline - now)
+                sent = events.poll()
+                if sent is not None:
+                    stdin.add(sent)
             if pidfd is None and not exited:  # no pidfd (old kernel): look each pass
                 pid, status, rusage = os.wait4(proc.pid, os.WNOHANG)
                 if pid:
@@ -196,7 +275,7 @@ def supervise(
                         if group is not None:
                             tmp_fd = _tmp_of(group.pids(), skip=proc.pid)
                 elif key.data == "in":
-                    feed_view = _feed(stdin, sel, feed_view)
+                    stdin.write()
                 else:
                     try:
                         data = os.read(key.fd, READ_CHUNK)
@@ -211,7 +290,10 @@ def supervise(
                         data = data[len(READY) :] if launcher.ready else data
                         if not data:
                             continue
-                    if not output.add(key.data, data) and not facts.output_capped:
+                    kept, text = output.add(key.data, data)
+                    if text:
+                        events.output("stdout" if key.data == "out" else "stderr", text)
+                    if not kept and not facts.output_capped:
                         facts.output_capped = True
                         _kill(launcher, pidfd)
                         drain_until = time.monotonic()  # nothing more is kept
@@ -254,17 +336,3 @@ def supervise(
         why = why.removeprefix("sandbox: ").removeprefix("bwrap: ")
         facts.platform_error = f"The sandbox could not start: {why}"
     return facts
-
-
-def _feed(stdin: IO[bytes], sel: selectors.BaseSelector, rest: memoryview) -> memoryview:
-    """Write what the pipe takes of the script's stdin."""
-    try:
-        rest = rest[os.write(stdin.fileno(), rest) :]
-    except BlockingIOError:
-        return rest
-    except OSError:  # the script exited or closed its stdin: the rest is not wanted
-        rest = rest[len(rest) :]
-    if not rest:
-        sel.unregister(stdin)
-        stdin.close()
-    return rest
