@@ -134,7 +134,8 @@ class ExecutionQuerySet(models.QuerySet["Execution"]):
         of this browser session."""
         if request.user.is_authenticated:
             return self.filter(owner=request.user)
-        key = request.session.get(ANONYMOUS_RUNS)
+        # Reading the session loads it, which drops the key of a cookie naming no session.
+        key = request.session.get(ANONYMOUS_RUNS) or request.session.session_key
         return self.filter(owner=None, session_key=key) if key else self.none()
 
     def controlled_by(self, request: HttpRequest) -> Self:

@@ -194,9 +194,10 @@ CSRF_COOKIE_SECURE = HTTPS
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
 # Browsers that saw the site over HTTPS refuse plain HTTP to it for this long.
 SECURE_HSTS_SECONDS = env_number("HSTS_SECONDS", 365 * 86400, 0) if HTTPS else 0
+# Powerful browser features the site never uses, off for it and anything it could embed.
 PERMISSIONS_POLICY = (
     "accelerometer=(), camera=(), display-capture=(), geolocation=(), gyroscope=(), "
-    "magnetometer=(), microphone=(), midi=(), payment=(), usb=(), interest-cohort=()"
+    "magnetometer=(), microphone=(), midi=(), payment=(), usb=()"
 )
 
 

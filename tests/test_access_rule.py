@@ -94,7 +94,9 @@ def api_ids(client):
     return {e["execution_id"] for e in client.get("/api/v1/executions/").json()["results"]}
 
 
-def test_the_admin_uses_the_rule(client, alice, operator, django_user_model):
+def test_the_admin_is_for_operators_with_the_view_permission(
+    client, alice, operator, django_user_model
+):
     run_of(owner=alice)
     helper = django_user_model.objects.create_user("helper", "", "pw", is_staff=True)
     client.force_login(helper)  # staff, but without the view permission

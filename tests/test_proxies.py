@@ -43,21 +43,28 @@ def test_behind_proxy_reads_as_a_count(monkeypatch):
         assert project_settings.proxies() == count
 
 
-def test_a_client_cannot_walk_past_the_sign_up_limit_by_naming_itself(settings):
-    """Behind one proxy that appends, each request claims a new address on the left."""
+@pytest.fixture
+def one_proxy(settings):
+    """BEHIND_PROXY=1, as its settings come out (TRUSTED_PROXIES and the forwarded scheme)."""
     settings.TRUSTED_PROXIES = 1
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+
+def test_a_client_cannot_walk_past_the_sign_up_limit_by_naming_itself(settings, one_proxy):
+    """Behind one proxy that appends, each request claims a new address on the left."""
     settings.THROTTLE_SIGNUP = "1/hour"
     for n, expected in [(1, 201), (2, 429), (3, 429)]:
-        client = APIClient(HTTP_X_FORWARDED_FOR=f"198.51.100.{n}, 203.0.113.9")
+        client = APIClient(
+            REMOTE_ADDR="10.0.0.1", HTTP_X_FORWARDED_FOR=f"198.51.100.{n}, 203.0.113.9"
+        )
         body = {"username": f"user{n}", "password": "a-long-pass-123"}
         assert client.post("/api/v1/auth/register", body, format="json").status_code == expected
 
 
-def test_a_client_cannot_walk_past_the_login_limit_by_naming_itself(settings, alice):
-    settings.TRUSTED_PROXIES = 1
+def test_a_client_cannot_walk_past_the_login_limit_by_naming_itself(settings, one_proxy, alice):
     settings.THROTTLE_LOGIN = "2/min"
     codes = [
-        APIClient(HTTP_X_FORWARDED_FOR=f"198.51.100.{n}, 203.0.113.9")
+        APIClient(REMOTE_ADDR="10.0.0.1", HTTP_X_FORWARDED_FOR=f"198.51.100.{n}, 203.0.113.9")
         .post("/api/v1/auth/token", {"username": "alice", "password": "x"}, format="json")
         .status_code
         for n in range(4)
