@@ -169,19 +169,20 @@ def key_reused(key: str, earlier: Execution) -> Response:
 @contextmanager
 def wait_slot(request: Request) -> Iterator[Refusal | None]:
     """A caller holds at most MAX_ACTIVE_PER_CALLER requests waiting (wait=true) at once, new
-    submissions and replays alike: each holds a server thread while it waits. Counted per
-    web process (a thread is a process's to run out of)."""
-    who = (
-        f"user:{request.user.pk}"
-        if request.user.is_authenticated
-        else throttling.client_ip(request)
-    )
-    key = f"waiting:{who}"
-    cache.add(key, 0, timeout=3600)
+    submissions and replays alike: each holds a server thread while it waits. Counted in the
+    cache (per process by default, site-wide with CACHE_URL); the count expires a while
+    after the longest wait, so a process that died mid-wait cannot hold a caller's slots."""
+    if request.user.is_authenticated:
+        key = f"waiting:user:{request.user.pk}"
+    else:
+        key = f"waiting:ip:{throttling.client_ip(request)}"
+    longest = 2 * (limits.current().wall_time_s + settings.WAIT_MARGIN_S)  # see wait_for
+    timeout = int(longest) + 60
+    cache.add(key, 0, timeout=timeout)
     try:
         held = cache.incr(key)
     except ValueError:  # expired between add and incr
-        cache.set(key, 1, timeout=3600)
+        cache.set(key, 1, timeout=timeout)
         held = 1
     try:
         if held > settings.MAX_ACTIVE_PER_CALLER:
@@ -195,7 +196,7 @@ def wait_slot(request: Request) -> Iterator[Refusal | None]:
     finally:
         try:
             cache.decr(key)
-        except ValueError:
+        except ValueError:  # expired meanwhile: nothing left to give back
             pass
 
 
