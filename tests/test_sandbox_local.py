@@ -500,3 +500,26 @@ def test_a_script_waiting_for_input_nobody_sends_says_so(backend, py312):
     assert "waiting for input" in result.reason, result.reason
     busy = run_with(backend, py312, "while True: pass", Recorder(), interactive=True, wall_time_s=1)
     assert "waiting for input" not in busy.reason and busy.status == "timeout"
+
+
+@pytest.mark.slow
+def test_time_spent_waiting_for_a_busy_host_s_cpu_is_not_the_script_s(backend, py312):
+    """Runs weigh less than the host's own work: on a busy host a script that needs 0.5 s of
+    CPU may get it only over a few seconds. Its wall clock is stretched by that wait (bounded),
+    so it is not reported as having run too long."""
+    if backend.hierarchy is None or "cpu" not in backend.hierarchy.bases:
+        pytest.skip("no writable cpu controller: no weights")
+    hogs = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        for _ in range(len(os.sched_getaffinity(0)))
+    ]
+    try:
+        time.sleep(0.2)
+        script = "import time\nwhile time.process_time() < 0.5:\n    pass\nprint('done')"
+        result = run(backend, py312, script, wall_time_s=2)
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+    assert (result.status, result.output) == ("completed", "done\n"), result
+    assert result.extra["cpu_wait_ms"] > 0, result

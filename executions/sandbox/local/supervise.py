@@ -16,6 +16,7 @@ import time
 from typing import IO
 
 from executions.sandbox.contract import Events, Facts, NoEvents, RunSpec
+from executions.sandbox.local.cgroup import RunCgroup
 from executions.sandbox.local.command import READY
 from executions.sandbox.local.launcher import Launcher
 
@@ -23,6 +24,36 @@ KILL_GRACE_S = 1.0  # after a kill, how long to keep reading what was already pr
 READ_CHUNK = 65536
 TICK_S = 0.1  # how often the CPU used is looked at: the most a run can overrun its CPU limit
 START_TIMEOUT_S = 10.0  # from launch to the script's start; beyond it the platform has failed
+# A busy host can make a run wait for a core it was due (the web server, the database and
+# other runs come first: cgroup.RUNS_CPU_SHARES). That waiting is the platform's, not the
+# script's: its wall clock is stretched by it, up to this many times the wall limit more.
+MAX_STRETCH = 2.0
+
+
+class CpuWait:
+    """How long the run's processes were ready to run but waited for a CPU (the kernel's
+    run_delay in /proc/<pid>/schedstat), the most any one of them waited, since the start. A
+    script cannot make this grow without other work taking the cores: its own threads share
+    its CPU quota, and using that is limited by its CPU time limit."""
+
+    def __init__(self) -> None:
+        self.base: dict[int, int] = {}
+        self.most_ns = 0
+
+    def seconds(self, pids: list[int]) -> float:
+        for pid in pids:
+            try:
+                with open(f"/proc/{pid}/schedstat") as f:
+                    delay = int(f.read().split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            self.most_ns = max(self.most_ns, delay - self.base.setdefault(pid, delay))
+        return self.most_ns / 1e9
+
+    def start(self, pids: list[int]) -> None:
+        """Waiting before the script's start (the sandbox's own start-up) does not count."""
+        self.seconds(pids)
+        self.most_ns = 0
 
 
 class Output:
@@ -178,6 +209,11 @@ class TreeCpu:
         return self.total_ms
 
 
+def _stretched(started: float, wall_s: float, wait: CpuWait, group: RunCgroup) -> float:
+    """The wall-clock deadline, moved by the time the run waited for a CPU (bounded)."""
+    return started + wall_s + min(wait.seconds(group.pids()), wall_s * MAX_STRETCH)
+
+
 def _kill(launcher: Launcher, pidfd: int | None) -> None:
     with contextlib.suppress(ProcessLookupError, OSError):
         if pidfd is not None:
@@ -224,6 +260,7 @@ def supervise(
         # launch: time the platform takes to start a sandbox is not the script's.
         deadline = started + START_TIMEOUT_S
         script_started = None
+        cpu_wait = CpuWait()
         drain_until = None
         while open_pipes or not exited:
             now = time.monotonic()
@@ -238,6 +275,16 @@ def supervise(
                     facts.platform_error = (
                         f"The sandbox did not start the script within {START_TIMEOUT_S:g} s."
                     )
+                elif (
+                    now >= deadline
+                    and script_started is not None
+                    and group is not None
+                    and (
+                        stretched := _stretched(script_started, limits.wall_time_s, cpu_wait, group)
+                    )
+                    > now
+                ):
+                    deadline = stretched  # it waited for a CPU: that time is not its own
                 elif now >= deadline:
                     facts.wall_timeout = True
                     facts.waiting_for_input = (
@@ -255,6 +302,8 @@ def supervise(
                     drain_until = now + KILL_GRACE_S
                     continue
                 wait = min(TICK_S, deadline - now)
+                if script_started is not None and group is not None:
+                    cpu_wait.seconds(group.pids())  # seen while its processes live
                 sent = events.poll()
                 if sent is not None:
                     stdin.add(sent)
@@ -272,6 +321,8 @@ def supervise(
                     if facts.started:
                         script_started = time.monotonic()
                         deadline = script_started + limits.wall_time_s
+                        if group is not None:
+                            cpu_wait.start(group.pids())
                         if group is not None:
                             tmp_fd = _tmp_of(group.pids(), skip=proc.pid)
                 elif key.data == "in":
@@ -309,6 +360,7 @@ def supervise(
             status, rusage = reaped
         proc.returncode = os.waitstatus_to_exitcode(status)
         facts.wall_time_ms = int((time.monotonic() - (script_started or started)) * 1000)
+        facts.extra["cpu_wait_ms"] = int(cpu_wait.most_ns / 1e6)
         facts.tmp_full = _full(tmp_fd)
     finally:
         sel.close()
