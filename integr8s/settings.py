@@ -348,13 +348,25 @@ if env("CACHE_URL"):
 
 PROMETHEUS_EXPORT_MIGRATIONS = False
 
+# One line per event, with the execution id where there is one (integr8s/logging.py): readable
+# text, or JSON for a log pipeline. The web server's request lines go the same way, once.
+LOG_FORMAT = env("LOG_FORMAT", "text").lower()
+if LOG_FORMAT not in ("text", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT={LOG_FORMAT!r}: expected text or json")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "default": {"()": "integr8s.logging.Formatter", "as_json": LOG_FORMAT == "json"},
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "default"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
-    "loggers": {"django.server": {"level": "WARNING"}},
+    "loggers": {
+        "django.server": {"level": "WARNING"},
+        "django.request": {"level": "ERROR"},  # a 4xx is its request line; a 5xx, a traceback
+        **{
+            name: {"handlers": ["console"], "level": "INFO", "propagate": False}
+            for name in ("gunicorn.access", "gunicorn.error", "uvicorn.access", "uvicorn.error")
+        },
+    },
 }
