@@ -1,0 +1,78 @@
+"""The metrics the dashboards and alerts need beyond runs and requests: oldest queued age,
+workers alive and their heartbeats and slots, CPU and memory per run."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+from prometheus_client import REGISTRY
+
+from executions import metrics
+from executions.models import Execution, Worker
+from tests.conftest import run_of
+
+
+def sample(name, **labels):
+    return REGISTRY.get_sample_value(name, labels)
+
+
+@pytest.mark.django_db
+def test_the_oldest_queued_run_is_measured_from_its_submission():
+    assert sample("integr8s_execution_oldest_queued_seconds") == 0
+    old = run_of()
+    Execution.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(minutes=3))
+    run_of()
+    running = run_of(status=Execution.Status.RUNNING)
+    Execution.objects.filter(pk=running.pk).update(created_at=timezone.now() - timedelta(hours=1))
+
+    age = sample("integr8s_execution_oldest_queued_seconds")
+
+    assert 180 <= age < 240
+    assert sample("integr8s_executions_active", status="queued") == 2
+
+
+@pytest.mark.django_db
+def test_workers_alive_heartbeat_age_and_slots_come_from_the_heartbeats():
+    now = timezone.now()
+    Worker.objects.create(name="fresh", backend="local", concurrency=2, seen_at=now)
+    Worker.objects.create(
+        name="quiet", backend="local", concurrency=4, seen_at=now - timedelta(minutes=2)
+    )
+    Worker.objects.create(name="stopped", backend="local", seen_at=now, stopped_at=now)
+    Worker.objects.create(name="long-gone", backend="local", seen_at=now - timedelta(hours=2))
+
+    assert sample("integr8s_workers_alive") == 1
+    assert sample("integr8s_worker_heartbeat_age_seconds", worker="fresh") < 5
+    assert 120 <= sample("integr8s_worker_heartbeat_age_seconds", worker="quiet") < 180
+    assert sample("integr8s_worker_concurrency", worker="quiet") == 4
+    for gone in ("stopped", "long-gone"):
+        assert sample("integr8s_worker_heartbeat_age_seconds", worker=gone) is None
+
+
+@pytest.mark.django_db
+def test_no_worker_at_all_is_zero_alive_not_a_missing_series():
+    assert sample("integr8s_workers_alive") == 0
+
+
+@pytest.mark.django_db  # every sample read collects the queue figures too
+def test_a_runs_cpu_and_memory_are_observed():
+    before_cpu = sample("integr8s_execution_cpu_seconds_count", backend="test") or 0
+    before_mem = sample("integr8s_execution_peak_memory_bytes_sum", backend="test") or 0
+
+    metrics.observe_usage("test", cpu_time_ms=250, peak_memory_kb=10240)
+    metrics.observe_usage("test", cpu_time_ms=None, peak_memory_kb=None)  # never ran
+
+    assert sample("integr8s_execution_cpu_seconds_count", backend="test") == before_cpu + 1
+    assert sample("integr8s_execution_peak_memory_bytes_sum", backend="test") == (
+        before_mem + 10 * 2**20
+    )
+
+
+def test_a_database_that_does_not_answer_leaves_the_queue_figures_out(monkeypatch):
+    from django.db import DatabaseError
+
+    def refuse(self):
+        raise DatabaseError("gone")
+
+    monkeypatch.setattr(metrics.QueueCollector, "read", refuse)
+    assert sample("integr8s_workers_alive") is None
