@@ -26,7 +26,10 @@ def verdict(**facts):
     "facts, expected",
     [
         (dict(exit_code=0), ("completed", None, "")),
-        (dict(exit_code=3), ("completed", "script_error", "The script exited with code 3.")),
+        (
+            dict(exit_code=3),
+            ("completed", "script_error", "The script ended with an error (exit code 3)."),
+        ),
         (
             dict(exit_code=137),
             ("completed", "script_error", "The script was killed by signal SIGKILL."),
@@ -69,7 +72,8 @@ def verdict(**facts):
             (
                 "completed",
                 "script_error",
-                "The script exited with code 1; /tmp was full (it holds at most 16 MiB).",
+                "The script ended with an error (exit code 1): /tmp was full (it holds at most "
+                "16 MiB).",
             ),
         ),
         (dict(exit_code=0, tmp_full=True, process_limit_hit=True), ("completed", None, "")),
@@ -103,7 +107,8 @@ def test_a_limit_met_by_part_of_a_run_that_then_ended_itself_is_not_a_stop():
     status, error_type, reason = verdict(exit_code=1, oom_kills=1, process_limit_hit=True)
     assert (status, error_type) == ("completed", "script_error")
     assert reason == (
-        "The script exited with code 1; one of its processes was stopped at the 128 MiB memory "
+        "The script ended with an error (exit code 1): one of its processes was stopped at the "
+        "128 MiB memory "
         "limit; a new process or thread was refused at the limit of 64."
     )
 

@@ -96,7 +96,7 @@ def classify(facts: Facts, limits: Limits) -> Verdict:
             notes.append(f"/tmp was full (it holds at most {human_bytes(limits.tmp_bytes)})")
         why = exit_reason(code)
         if notes:
-            why = f"{why[:-1]}; {'; '.join(notes)}."
+            why = f"{why[:-1]}: {'; '.join(notes)}."
         return Verdict(COMPLETED, SCRIPT_ERROR, why)
     return Verdict(COMPLETED, None, "")
 
@@ -107,7 +107,7 @@ def exit_reason(code: int | None) -> str:
             return f"The script was killed by signal {signal.Signals(code - 128).name}."
         except ValueError:
             pass
-    return f"The script exited with code {code}."
+    return f"The script ended with an error (exit code {code})."
 
 
 def stored_text(stdout: bytes, stderr: bytes, cap: int) -> tuple[str, str, bool, bool]:

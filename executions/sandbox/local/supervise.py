@@ -16,7 +16,7 @@ import time
 from typing import IO
 
 from executions.sandbox.contract import Events, Facts, NoEvents, RunSpec
-from executions.sandbox.local.cgroup import RunCgroup
+from executions.sandbox.local.cgroup import RunCgroup, cpu_cores
 from executions.sandbox.local.command import READY
 from executions.sandbox.local.launcher import Launcher
 
@@ -24,36 +24,46 @@ KILL_GRACE_S = 1.0  # after a kill, how long to keep reading what was already pr
 READ_CHUNK = 65536
 TICK_S = 0.1  # how often the CPU used is looked at: the most a run can overrun its CPU limit
 START_TIMEOUT_S = 10.0  # from launch to the script's start; beyond it the platform has failed
-# A busy host can make a run wait for a core it was due (the web server, the database and
-# other runs come first: cgroup.RUNS_CPU_SHARES). That waiting is the platform's, not the
-# script's: its wall clock is stretched by it, up to this many times the wall limit more.
+# A busy host can keep a run from a core it was due (the web server and the database come
+# first: cgroup.RUNS_CPU_SHARES). That waiting is the platform's, not the script's: its wall
+# clock is stretched by it, up to this many times the wall limit more.
 MAX_STRETCH = 2.0
 
 
 class CpuWait:
-    """How long the run's processes were ready to run but waited for a CPU (the kernel's
-    run_delay in /proc/<pid>/schedstat), the most any one of them waited, since the start. A
-    script cannot make this grow without other work taking the cores: its own threads share
-    its CPU quota, and using that is limited by its CPU time limit."""
+    """How long the run was kept from a CPU it was due: each tick, when its processes were
+    ready to run (state R) but got less CPU than they could have used (one core each, up to its
+    CPU quota), the difference counts. Processes of the run competing among themselves use its
+    quota in full, so a script cannot make this grow; only other work on the host can."""
 
-    def __init__(self) -> None:
-        self.base: dict[int, int] = {}
-        self.most_ns = 0
+    def __init__(self, cores: float):
+        self.cores = cores  # its CPU quota, in cores
+        self.last: tuple[float, int] | None = None
+        self.waited_s = 0.0
 
-    def seconds(self, pids: list[int]) -> float:
-        for pid in pids:
-            try:
-                with open(f"/proc/{pid}/schedstat") as f:
-                    delay = int(f.read().split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            self.most_ns = max(self.most_ns, delay - self.base.setdefault(pid, delay))
-        return self.most_ns / 1e9
+    def tick(self, group: RunCgroup) -> float:
+        now, used_ms = time.monotonic(), group.cpu_ms() or 0
+        if self.last is not None:
+            runnable = min(_runnable(group.pids()), self.cores)
+            elapsed = now - self.last[0]
+            if runnable > 0 and elapsed > 0:
+                used = (used_ms - self.last[1]) / 1000
+                self.waited_s += max(0.0, runnable * elapsed - used) / runnable
+        self.last = (now, used_ms)
+        return self.waited_s
 
-    def start(self, pids: list[int]) -> None:
-        """Waiting before the script's start (the sandbox's own start-up) does not count."""
-        self.seconds(pids)
-        self.most_ns = 0
+
+def _runnable(pids: list[int]) -> int:
+    count = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        if stat[stat.rindex(b")") + 2 : stat.rindex(b")") + 3] == b"R":
+            count += 1
+    return count
 
 
 class Output:
@@ -211,7 +221,7 @@ class TreeCpu:
 
 def _stretched(started: float, wall_s: float, wait: CpuWait, group: RunCgroup) -> float:
     """The wall-clock deadline, moved by the time the run waited for a CPU (bounded)."""
-    return started + wall_s + min(wait.seconds(group.pids()), wall_s * MAX_STRETCH)
+    return started + wall_s + min(wait.tick(group), wall_s * MAX_STRETCH)
 
 
 def _kill(launcher: Launcher, pidfd: int | None) -> None:
@@ -260,7 +270,7 @@ def supervise(
         # launch: time the platform takes to start a sandbox is not the script's.
         deadline = started + START_TIMEOUT_S
         script_started = None
-        cpu_wait = CpuWait()
+        cpu_wait = CpuWait(cpu_cores(limits.cpu_limit))
         drain_until = None
         while open_pipes or not exited:
             now = time.monotonic()
@@ -303,7 +313,7 @@ def supervise(
                     continue
                 wait = min(TICK_S, deadline - now)
                 if script_started is not None and group is not None:
-                    cpu_wait.seconds(group.pids())  # seen while its processes live
+                    cpu_wait.tick(group)
                 sent = events.poll()
                 if sent is not None:
                     stdin.add(sent)
@@ -322,7 +332,7 @@ def supervise(
                         script_started = time.monotonic()
                         deadline = script_started + limits.wall_time_s
                         if group is not None:
-                            cpu_wait.start(group.pids())
+                            cpu_wait.tick(group)  # counts from here
                         if group is not None:
                             tmp_fd = _tmp_of(group.pids(), skip=proc.pid)
                 elif key.data == "in":
@@ -360,7 +370,7 @@ def supervise(
             status, rusage = reaped
         proc.returncode = os.waitstatus_to_exitcode(status)
         facts.wall_time_ms = int((time.monotonic() - (script_started or started)) * 1000)
-        facts.extra["cpu_wait_ms"] = int(cpu_wait.most_ns / 1e6)
+        facts.extra["cpu_wait_ms"] = int(cpu_wait.waited_s * 1000)
         facts.tmp_full = _full(tmp_fd)
     finally:
         sel.close()
