@@ -7,8 +7,10 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SYSTEM_PACKAGES ?= bubblewrap
 # What the end-to-end tests drive: a browser, podman for pod manifests (catatonit builds its
-# pause image; it is only a "recommends" of podman, so name it), promtool for alerts.
-TEST_PACKAGES ?= chromium fonts-dejavu-core podman catatonit runc debootstrap prometheus procps
+# pause image; it is only a "recommends" of podman, so name it), Prometheus (promtool) and
+# Alertmanager (amtool) for monitoring, Caddy for the HTTPS front.
+TEST_PACKAGES ?= chromium fonts-dejavu-core podman catatonit runc debootstrap prometheus \
+	prometheus-alertmanager caddy procps
 
 # The newest Python >= 3.12 on this machine: pyenv's installs first, then PATH.
 FIND_PYTHON := for p in $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.1[2-9]*/bin/python3 2>/dev/null | sort -rV) \
@@ -82,3 +84,26 @@ format: install
 
 clean:
 	rm -rf $(VENV) db.sqlite3 db.sqlite3-wal db.sqlite3-shm staticfiles .coverage
+
+# --- operations: the whole stack in containers, or monitoring beside `make run` -------------
+
+# `make up`: .env with fresh random secrets on first use, then web, worker, PostgreSQL, the
+# HTTPS front, Prometheus, Alertmanager, Grafana and logs (docker-compose.yml). COMPOSE picks
+# the engine ("podman compose" works too).
+COMPOSE ?= docker compose
+.PHONY: up down monitor
+up:
+	@sh deploy/env.sh
+	@command -v $(firstword $(COMPOSE)) >/dev/null || { \
+		echo "make up needs a container engine with Compose ($(COMPOSE)); none is installed."; exit 1; }
+	$(COMPOSE) up --build
+
+down:
+	$(COMPOSE) down
+
+# `make monitor`: Debian's Prometheus (127.0.0.1:9090) and Alertmanager (:9093) with the
+# repository's configuration, scraping the site `make run` serves (PORT) and its worker
+# (WORKER_METRICS_PORT); installs them when missing, as `make test` does. Ctrl+C stops both.
+WORKER_METRICS_PORT ?= 9100
+monitor:
+	@PORT=$(PORT) WORKER_METRICS_PORT=$(WORKER_METRICS_PORT) deploy/monitor.sh
