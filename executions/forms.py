@@ -4,7 +4,7 @@ from django import forms
 from django.db import IntegrityError, transaction
 from django.templatetags.static import static
 
-from executions import runtimes
+from executions import limits, runtimes
 from executions.models import Execution, SavedScript, submission_errors
 
 
@@ -30,6 +30,7 @@ class RunForm(forms.Form):
         label="Input (stdin)",
         widget=forms.Textarea(attrs={"rows": 3, "spellcheck": "false"}),
     )
+    interactive = forms.BooleanField(required=False, label="Interactive: type input while it runs")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -55,8 +56,9 @@ class SaveScriptForm(forms.ModelForm):
 
     class Meta:
         model = SavedScript
-        fields = ["name", "description", "script", "python_version"]
+        fields = ["name", "description", "script", "python_version", "stdin"]
         widgets = {"description": forms.Textarea(attrs={"rows": 2})}
+        labels = {"stdin": "Input (stdin)"}
 
     def __init__(self, *args, owner=None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -66,6 +68,8 @@ class SaveScriptForm(forms.ModelForm):
             script = cast(forms.CharField, self.fields["script"])  # a TextField's form field
             script.required = False
             script.strip = False
+        if "stdin" in self.fields:
+            cast(forms.CharField, self.fields["stdin"]).strip = False  # input is as typed
 
     def clean_name(self):
         name = self.cleaned_data["name"].strip()
@@ -96,7 +100,7 @@ class SaveScriptForm(forms.ModelForm):
         data = self.cleaned_data  # what ModelForm.clean() returned
         if "script" in self.fields:
             for field, message in submission_errors(
-                data.get("script", ""), data.get("python_version", ""), ""
+                data.get("script", ""), data.get("python_version", ""), data.get("stdin", "")
             ).items():
                 if field in self.fields:
                     self.add_error(field, message)
@@ -106,6 +110,42 @@ class SaveScriptForm(forms.ModelForm):
 class RenameScriptForm(SaveScriptForm):
     class Meta(SaveScriptForm.Meta):
         fields = ["name", "description"]
+
+
+class InputForm(forms.Form):
+    """A line typed into a running interactive run, or its end (eof)."""
+
+    text = forms.CharField(required=False, strip=False, label="Input")
+    eof = forms.BooleanField(required=False, label="End of input")
+
+    def __init__(self, *args: Any, sent: int = 0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.sent = sent  # bytes of input this run was given already
+
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        data = self.cleaned_data  # what Form.clean() returned
+        if "eof" not in self.data and "text" not in self.data:
+            self.add_error("text", "Send a line of text, or the end of input.")
+            return data
+        if data.get("eof"):
+            return data
+        # Input while it runs is capped as stdin is: all of it together.
+        cap = limits.current().stdin_bytes
+        size = self.sent + len((data.get("text", "") + "\n").encode("utf-8", "surrogatepass"))
+        if size > cap:
+            self.add_error(
+                "text",
+                f"This run's input would be {limits.human_bytes(size)}; "
+                f"the limit is {limits.human_bytes(cap)}.",
+            )
+        return data
+
+
+class ShareForm(forms.Form):
+    share = forms.ChoiceField(
+        choices=[("on", "Share"), ("off", "Stop sharing")], label="Share link"
+    )
 
 
 class HistoryFilter(forms.Form):

@@ -1,3 +1,4 @@
+import secrets
 import uuid
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Self
@@ -259,7 +260,27 @@ class ExecutionQuerySet(models.QuerySet["Execution"]):
         return requeued, failed
 
 
-class Execution(models.Model):
+class Shareable(models.Model):
+    """A read-only share link, turned on and off by the owner: an unguessable token (192
+    random bits) in the URL, "" when not shared; turning it off breaks every earlier link."""
+
+    share_token = models.CharField(max_length=64, blank=True, db_index=True)
+
+    class Meta:
+        abstract = True
+
+    def share(self) -> None:
+        if not self.share_token:
+            self.share_token = secrets.token_urlsafe(24)
+            self.save(update_fields=["share_token"])
+
+    def unshare(self) -> None:
+        if self.share_token:
+            self.share_token = ""
+            self.save(update_fields=["share_token"])
+
+
+class Execution(Shareable):
     Status = Status
 
     class ErrorType(models.TextChoices):
@@ -371,6 +392,9 @@ class Execution(models.Model):
     def get_absolute_url(self) -> str:
         return reverse("execution-detail", args=[self.execution_id])
 
+    def get_share_url(self) -> str:
+        return reverse("shared-execution", args=[self.share_token]) if self.share_token else ""
+
     @property
     def is_terminal(self) -> bool:
         return self.status in TERMINAL
@@ -463,7 +487,7 @@ class Execution(models.Model):
         return Execution.objects.submit(self.script, self.python_version, self.stdin, **fields)
 
 
-class SavedScript(models.Model):
+class SavedScript(Shareable):
     script_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="scripts"
@@ -472,6 +496,7 @@ class SavedScript(models.Model):
     description = models.TextField(blank=True, max_length=1000)
     script = models.TextField()
     python_version = models.CharField(max_length=10, blank=True)
+    stdin = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -487,6 +512,9 @@ class SavedScript(models.Model):
 
     def get_absolute_url(self) -> str:
         return reverse("script-detail", args=[self.script_id])
+
+    def get_share_url(self) -> str:
+        return reverse("shared-script", args=[self.share_token]) if self.share_token else ""
 
     @classmethod
     def name_taken(cls, owner: Any, name: str, other_than: int | None = None) -> bool:

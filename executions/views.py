@@ -20,8 +20,15 @@ from django_htmx.middleware import HtmxDetails
 
 from accounts.models import User
 from executions import examples, limits, runtimes
-from executions.forms import HistoryFilter, RenameScriptForm, RunForm, SaveScriptForm
-from executions.models import Execution, SavedScript
+from executions.forms import (
+    HistoryFilter,
+    InputForm,
+    RenameScriptForm,
+    RunForm,
+    SaveScriptForm,
+    ShareForm,
+)
+from executions.models import Execution, InputLine, SavedScript
 from executions.throttling import caller_fields, check_submission
 
 PAGE_SIZE = 20
@@ -113,7 +120,22 @@ def editor_initial(request: HttpRequest) -> dict[str, Any]:
         if not request.user.is_authenticated:
             raise Http404("No such script.")
         saved = get_object_or_404(request.user.scripts, script_id=parse_uuid(request.GET["script"]))
-        return {"script": saved.script, "python_version": saved.python_version, "saved": saved}
+        return {
+            "script": saved.script,
+            "python_version": saved.python_version,
+            "stdin": saved.stdin,
+            "saved": saved,
+        }
+    if "shared-run" in request.GET:
+        run = get_object_or_404(Execution, share_token=request.GET["shared-run"] or "-")
+        return {"script": run.script, "python_version": run.python_version, "stdin": run.stdin}
+    if "shared-script" in request.GET:
+        shared = get_object_or_404(SavedScript, share_token=request.GET["shared-script"] or "-")
+        return {
+            "script": shared.script,
+            "python_version": shared.python_version,
+            "stdin": shared.stdin,
+        }
     if "example" in request.GET:
         found = find_example(request.GET["example"])
         return {"script": found["script"], "python_version": found.get("python_version", "")}
@@ -141,8 +163,7 @@ def editor(request: HttpRequest) -> HttpResponse:
         request,
         form,
         saved=initial.get("saved"),
-        execution=source,
-        can_control=source is not None and can_control(request, source),
+        **(result_context(request, source) if source is not None else {}),
     )
     return render(request, "executions/editor.html", context)
 
@@ -168,27 +189,162 @@ def run(request: HtmxHttpRequest) -> HttpResponse:
         return refusal.refuse(editor_errors(request, form))
     data = form.cleaned_data
     execution = Execution.objects.submit(
-        data["script"], data["python_version"], data["stdin"], **caller_fields(request)
+        data["script"],
+        data["python_version"],
+        data["stdin"],
+        interactive=data["interactive"],
+        **caller_fields(request),
     )
     if not request.htmx:
         return redirect(execution)
     response = render(
-        request,
-        "executions/editor.html#run-response",
-        {"execution": execution, "can_control": True},
+        request, "executions/editor.html#run-response", result_context(request, execution)
     )
     return trigger_client_event(
         response, "execution-submitted", {"execution_id": str(execution.execution_id)}
     )
 
 
+def live_console(execution: Execution) -> list[tuple[str, str]] | None:
+    """What a run printed so far, and the input typed into it, in the order they came:
+    [(stream, text), ...] with stream stdout, stderr or input. None once the run ended: the
+    result (stdout, then stderr) is the truth then, and the printed chunks are gone."""
+    if execution.is_terminal:
+        return None
+    pieces = [(c.created_at, 0, c.seq, c.stream, c.text) for c in execution.chunks.all()]
+    if execution.interactive:
+        pieces += [
+            (line.created_at, 1, line.pk, "input", "^D\n" if line.eof else line.text)
+            for line in execution.inputs.all()
+        ]
+    return [(stream, text) for *_, stream, text in sorted(pieces)]
+
+
+def result_context(request: HttpRequest, execution: Execution, **extra: Any) -> dict[str, Any]:
+    context = {
+        "execution": execution,
+        "can_control": can_control(request, execution),
+        "owns": Execution.objects.owned_by(request).filter(pk=execution.pk).exists(),
+        "console": live_console(execution),
+        "result_url": execution.get_absolute_url(),
+        "sent_input": execution.inputs.filter(eof=False) if execution.interactive else (),
+        "input_open": execution.interactive
+        and not execution.is_terminal
+        and not execution.inputs.filter(eof=True).exists(),
+        "share_form": ShareForm(),
+        **extra,
+    }
+    return context
+
+
+def render_result(
+    request: HtmxHttpRequest, context: dict[str, Any], status: int = 200
+) -> HttpResponse:
+    """The result panel. HTMX's poll of its live part (#live) gets that part while the run
+    goes, and, once it ended, the whole panel in its place, announced to screen readers."""
+    page = "executions/execution_detail.html"
+    if not request.htmx:
+        return render(request, page, context, status=status)
+    if request.htmx.target == "live":
+        if not context["execution"].is_terminal:
+            return render(request, page + "#live", context, status=status)
+        response = render(request, page + "#ended", context, status=status)
+        return reswap(retarget(response, "#result"), "outerHTML")
+    return render(request, page + "#result", context, status=status)
+
+
 @require_safe
 def execution_detail(request: HtmxHttpRequest, execution_id: uuid.UUID) -> HttpResponse:
     execution = get_object_or_404(Execution.objects.visible_to(request), execution_id=execution_id)
-    context = {"execution": execution, "can_control": can_control(request, execution)}
+    return render_result(request, result_context(request, execution))
+
+
+@require_safe
+def shared_execution(request: HtmxHttpRequest, token: str) -> HttpResponse:
+    """A shared run, read-only, for anyone with the link."""
+    execution = get_object_or_404(Execution, share_token=token)
+    context = result_context(request, execution, shared=True, can_control=False, owns=False)
+    context["result_url"] = execution.get_share_url()
+    return render_result(request, context)
+
+
+@require_POST
+def execution_input(request: HtmxHttpRequest, execution_id: uuid.UUID) -> HttpResponse:
+    """A line typed into a running interactive run (or its end), for its worker to hand on."""
+    execution = get_object_or_404(
+        Execution.objects.controlled_by(request), execution_id=execution_id
+    )
+    sent = sum(
+        len(t.encode("utf-8", "surrogatepass"))
+        for t in execution.inputs.values_list("text", flat=True)
+    )
+    form = InputForm(request.POST, sent=sent)
+    if (
+        execution.is_terminal
+        or not execution.interactive
+        or execution.inputs.filter(eof=True).exists()
+    ):
+        problem = (
+            "This run has ended, so it takes no more input."
+            if execution.is_terminal
+            else "This run's input has ended."
+            if execution.interactive
+            else "This run was not started as interactive, so it takes no input while it runs."
+        )
+        if not request.htmx:
+            messages.error(request, problem)
+            return redirect(execution)
+        context = result_context(request, execution, problem=problem)
+        response = render(request, "executions/execution_detail.html#result", context, status=409)
+        return reswap(retarget(response, "#result"), "outerHTML")
+    if not form.is_valid():
+        context = result_context(request, execution, input_form=form)
+        if request.htmx:
+            response = render(
+                request, "executions/execution_detail.html#input", context, status=400
+            )
+            return reswap(retarget(response, "#input"), "outerHTML")
+        return render(request, "executions/execution_detail.html", context, status=400)
+    data = form.cleaned_data
+    # A line as typed, ended as Enter ends it: input() reads up to the newline.
+    text = "" if data["eof"] else data["text"] + "\n"
+    InputLine.objects.create(execution=execution, eof=data["eof"], text=text)
+    if not request.htmx:
+        return redirect(execution)
+    if data["eof"]:  # no input line any more
+        response = render(
+            request, "executions/execution_detail.html#result", result_context(request, execution)
+        )
+        return reswap(retarget(response, "#result"), "outerHTML")
+    return render(
+        request, "executions/execution_detail.html#live", result_context(request, execution)
+    )
+
+
+def toggle_share(request: HtmxHttpRequest, item: Execution | SavedScript) -> HttpResponse | None:
+    """Turn item's share link on or off from a ShareForm post; a 400 response if the form
+    is wrong, else None (the caller answers)."""
+    form = ShareForm(request.POST)
+    if not form.is_valid():
+        return HttpResponse(
+            "Share link: say share=on or share=off.", status=400, content_type="text/plain"
+        )
+    if form.cleaned_data["share"] == "on":
+        item.share()
+    else:
+        item.unshare()
+    return None
+
+
+@require_POST
+def execution_share(request: HtmxHttpRequest, execution_id: uuid.UUID) -> HttpResponse:
+    """The owner turns a read-only share link on (a new token) or off."""
+    execution = get_object_or_404(Execution.objects.owned_by(request), execution_id=execution_id)
+    if refused := toggle_share(request, execution):
+        return refused
     if request.htmx:
-        return render(request, "executions/execution_detail.html#result", context)
-    return render(request, "executions/execution_detail.html", context)
+        return render(request, "executions/execution_detail.html#share", {"item": execution})
+    return redirect(execution)
 
 
 @require_POST
@@ -202,9 +358,7 @@ def cancel(request: HtmxHttpRequest, execution_id: uuid.UUID) -> HttpResponse:
     if not request.htmx:
         return redirect(execution)
     response = render(
-        request,
-        "executions/execution_detail.html#result",
-        {"execution": execution, "can_control": True},
+        request, "executions/execution_detail.html#result", result_context(request, execution)
     )
     return trigger_client_event(
         response, "execution-cancelled", {"execution_id": str(execution.execution_id)}
@@ -219,11 +373,7 @@ def retry(request: HtmxHttpRequest, execution_id: uuid.UUID) -> HttpResponse:
     problem = old.retry_problem()
     refusal = None if problem else check_submission(request)
     if problem or refusal:
-        context = {
-            "execution": old,
-            "can_control": can_control(request, old),
-            "problem": refusal.message if refusal else problem,
-        }
+        context = result_context(request, old, problem=refusal.message if refusal else problem)
         template = "executions/execution_detail.html" + ("#result" if request.htmx else "")
         response = render(request, template, context, status=400)
         return refusal.refuse(response) if refusal else response
@@ -233,9 +383,7 @@ def retry(request: HtmxHttpRequest, execution_id: uuid.UUID) -> HttpResponse:
     if not request.htmx:
         return redirect(new)
     response = render(
-        request,
-        "executions/execution_detail.html#result",
-        {"execution": new, "can_control": True},
+        request, "executions/execution_detail.html#result", result_context(request, new)
     )
     if follow:
         push_url(response, new.get_absolute_url())
@@ -366,6 +514,24 @@ def script_duplicate(request: AuthenticatedHttpRequest, script_id: uuid.UUID) ->
         messages.success(request, f"Made a copy: “{copy.name}”.")
         return redirect(copy)
     return HttpResponse("Other copies were being made at the same time. Try again.", status=409)
+
+
+@login_required
+@require_POST
+def script_share(request: AuthenticatedHttpRequest, script_id: uuid.UUID) -> HttpResponse:
+    saved = owned_script(request, script_id)
+    if refused := toggle_share(request, saved):
+        return refused
+    if request.htmx:
+        return render(request, "executions/execution_detail.html#share", {"item": saved})
+    return redirect(saved)
+
+
+@require_safe
+def shared_script(request: HttpRequest, token: str) -> HttpResponse:
+    """A shared saved script, read-only, for anyone with the link."""
+    saved = get_object_or_404(SavedScript, share_token=token)
+    return render(request, "executions/shared_script.html", {"saved": saved})
 
 
 @login_required

@@ -237,3 +237,125 @@ def test_it_works_without_javascript(browser, site):
     )  # meta refresh until done
     assert page.locator('[data-stream="stdout"]').inner_text().strip() == "no js here"
     context.close()
+
+
+# --- issue 12: live output, interactive input, drafts, sharing ------------------------------
+
+
+def test_output_shows_while_the_run_is_still_running(page, site, settings):
+    settings.LIMITS = {**settings.LIMITS, "wall_time_s": 30, "cpu_time_s": 30}
+    page.goto(site + "/")
+    type_script(
+        page,
+        "import sys, time\n"
+        "print('\\x1b[32mline 0\\x1b[0m')\n"
+        "print('warned', file=sys.stderr)\n"
+        "for i in range(1, 10):\n"
+        "    time.sleep(0.3)\n"
+        "    print(f'line {i}')\n",
+    )
+    page.click("#run-button")
+    # The first line is on the page while the badge still says Running.
+    page.wait_for_function(
+        "() => { const b = document.querySelector('#result .badge[data-status]');"
+        " const c = document.querySelector('#result [data-stream=console]');"
+        " return b && b.dataset.status === 'running' && c && c.textContent.includes('line 0'); }"
+    )
+    assert page.locator("#result .badge").inner_text().strip() == "Running"
+    assert re.fullmatch(r"\d+\.\d s", page.locator("[data-testid=elapsed]").inner_text())
+    console = page.locator("#result [data-stream=console]")
+    assert console.locator(".t-fg-green").inner_text() == "line 0"  # ANSI colour, no escapes
+    page.wait_for_function(
+        "() => document.querySelector('#result [data-stream=console] .t-stderr')"
+    )
+    assert "warned" in console.locator(".t-stderr").inner_text()
+    wait_for_run(page, "completed")
+    out = page.locator('#result [data-stream="stdout"]').inner_text()
+    assert out.splitlines() == [f"line {i}" for i in range(10)]
+    assert page.locator("#result-announcer").inner_text() == "The run ended: Completed."
+
+
+def test_interactive_input_round_trip(page, site, settings):
+    settings.LIMITS = {**settings.LIMITS, "wall_time_s": 30, "cpu_time_s": 30}
+    page.goto(site + "/")
+    type_script(page, "name = input('Name? ')\nprint(f'Hello, {name}!')\n")
+    page.check("#id_interactive")
+    page.click("#run-button")
+    page.wait_for_function(
+        "() => { const c = document.querySelector('#result [data-stream=console]');"
+        " return c && c.textContent.includes('Name?'); }"
+    )
+    page.fill("#id_input_text", "Ada")
+    page.press("#id_input_text", "Enter")
+    wait_for_run(page, "completed")
+    out = page.locator('#result [data-stream="stdout"]').inner_text()
+    assert out.strip() == "Name? Hello, Ada!"
+    assert page.locator('#result [data-stream="input"]').inner_text().strip() == "Ada"
+    assert page.locator("#id_input_text").count() == 0  # no input line once it ended
+
+
+def test_reload_restores_the_draft(page, site):
+    page.goto(site + "/")
+    type_script(page, "print('my unsaved draft')\n")
+    page.select_option("select[name=python_version]", "3.9")
+    page.reload()
+    page.wait_for_selector(".cm-content")
+    assert "print('my unsaved draft')" in page.locator(".cm-content").inner_text()
+    assert page.locator("textarea[name=script]").input_value() == "print('my unsaved draft')\n"
+    assert page.locator("select[name=python_version]").input_value() == "3.9"
+
+
+def test_picking_an_example_over_changes_asks_first(page, site):
+    page.goto(site + "/")
+    type_script(page, "print('keep me')\n")
+    # The page fixture counts real dialogs as problems: answer "Cancel" in the page instead.
+    page.evaluate("window.confirm = (m) => { window.asked = m; return false; }")
+    page.click("#examples-menu summary")
+    page.click("#examples-menu a[href$='example=version-demo']")
+    page.wait_for_timeout(300)
+    assert "Replace your script" in page.evaluate("window.asked")
+    assert page.locator("textarea[name=script]").input_value() == "print('keep me')\n"
+
+
+def test_a_share_link_opens_signed_out(page, site, browser, django_user_model):
+    django_user_model.objects.create_user("alice", "alice@example.com", "alice-pass-123")
+    page.goto(site + "/accounts/login/")
+    page.fill("#id_username", "alice")
+    page.fill("#id_password", "alice-pass-123")
+    page.click("main button[type=submit]")
+    page.wait_for_url(site + "/")
+    type_script(page, "print('for my teacher')\n")
+    page.click("#run-button")
+    wait_for_run(page, "completed")
+    page.click("#result .result__id")
+    page.wait_for_url(re.compile(r"/executions/[0-9a-f-]{36}/$"))
+    private = page.url
+    page.click("#share button:has-text('Share')")
+    link = page.locator("#share-link").input_value()
+    assert "/shared/runs/" in link
+
+    other = browser.new_context()
+    visitor = other.new_page()
+    assert visitor.goto(private).status == 404  # the run itself stays private
+    visitor.goto(link)
+    assert visitor.locator('[data-stream="stdout"]').inner_text().strip() == "for my teacher"
+    assert visitor.locator("#result button").count() == 0  # read-only: no Run again, no Share
+    visitor.click("text=Open in editor")
+    visitor.wait_for_selector(".cm-content")
+    assert "print('for my teacher')" in visitor.locator(".cm-content").inner_text()
+
+    page.click("#share button:has-text('Stop sharing')")
+    page.wait_for_selector("#share button:has-text('Share a read-only link')")
+    assert visitor.goto(link).status == 404
+    other.close()
+
+
+def test_esc_then_tab_leaves_the_editor_as_the_hint_says(page, site):
+    page.goto(site + "/")
+    assert "Esc then Tab" in page.locator("[data-editor-hint]").inner_text()
+    page.locator(".cm-content").click()
+    page.keyboard.press("Tab")  # indents
+    assert page.evaluate("document.activeElement.closest('.code-editor__host') !== null")
+    page.keyboard.press("Escape")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.closest('.code-editor__host') === null")

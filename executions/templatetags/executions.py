@@ -1,5 +1,7 @@
 """Words and numbers for execution results: what happened, and usage against the limits."""
 
+import re
+
 from django import template
 
 from executions.limits import human_bytes
@@ -100,3 +102,54 @@ def usage(execution: Execution) -> list[dict]:
 
 
 register.filter("human_bytes", human_bytes)
+
+
+# --- errors in words (display only: how a run ended is classify()'s, never the text's) ------
+
+# An interpreter's standard library wherever it is installed on the host
+# (/root/.pyenv/versions/3.12.1/lib/python3.12/...) reads as a stock one would.
+INTERPRETER_LIB = re.compile(r'(?<=["\s])/[^\s"]*?/lib/(python\d+\.\d+)/')
+SCRIPT_LINE = re.compile(r'^\s*File "/scripts/script\.py", line (\d+)', re.MULTILINE)
+EXCEPTION_LINE = re.compile(
+    r"^([A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt|Warning))(?::\s?(.*))?$"
+)
+NO_INPUT = (
+    "input() found no more input. Put what it should read in “Input (stdin)” before you "
+    "run, one line per input() call, or tick “Interactive” and type it while it runs."
+)
+
+
+@register.filter
+def neutral_paths(text: str) -> str:
+    """Tracebacks as they would read on any machine: /usr/lib/python3.12/..., not the host's
+    interpreter prefix."""
+    return INTERPRETER_LIB.sub(r"/usr/lib/\1/", text or "")
+
+
+@register.filter
+def error_summary(execution: Execution) -> dict[str, str] | None:
+    """{"headline": "NameError at line 3: name 'x' is not defined", "hint": ...} from the
+    last exception in stderr, or None when it names none."""
+    lines = (execution.errors or "").rstrip().splitlines()
+    for i in range(len(lines) - 1, max(len(lines) - 40, -1), -1):
+        found = EXCEPTION_LINE.match(lines[i])
+        if found:
+            break
+    else:
+        return None
+    name, message = found.group(1), (found.group(2) or "").strip()
+    numbers = SCRIPT_LINE.findall("\n".join(lines[:i]))
+    where = f" at line {numbers[-1]}" if numbers else ""
+    headline = f"{name}{where}" + (f": {message}" if message else "")
+    return {"headline": headline, "hint": NO_INPUT if name == "EOFError" else ""}
+
+
+@register.filter
+def running_for(execution: Execution) -> str:
+    """How long a run has been going, for the page while it runs ("" before it started)."""
+    if execution.started_at is None:
+        return ""
+    from django.utils import timezone
+
+    elapsed = max((timezone.now() - execution.started_at).total_seconds(), 0.0)
+    return f"{elapsed:.1f} s"

@@ -81,7 +81,10 @@
           }),
           CM.EditorView.updateListener.of(function (update) {
             // The form posts the textarea, so it always holds what the editor shows.
-            if (update.docChanged) textarea.value = update.state.doc.toString();
+            if (update.docChanged) {
+              textarea.value = update.state.doc.toString();
+              textarea.dispatchEvent(new Event("editor-change"));
+            }
           }),
         ],
       }),
@@ -126,11 +129,58 @@
     }
   }
 
-  function wireExamples(menu, view, textarea, select) {
+  // Drafts: each tab keeps what is typed for each editor address (sessionStorage is per tab),
+  // so a reload or Back brings it back; another tab has its own.
+  var DRAFT_KEY = "integr8s:draft:" + location.pathname + location.search;
+
+  function readDraft() {
+    try {
+      return JSON.parse(sessionStorage.getItem(DRAFT_KEY) || "null");
+    } catch (e) {
+      return null; // storage off or full: no drafts, the editor still works
+    }
+  }
+
+  function saveDraft(form) {
+    var draft = {
+      script: form.elements.script.value,
+      python_version: form.elements.python_version.value,
+      stdin: form.elements.stdin ? form.elements.stdin.value : "",
+      interactive: form.elements.interactive ? form.elements.interactive.checked : false,
+    };
+    try {
+      sessionStorage.setItem(DRAFT_KEY, JSON.stringify(draft));
+    } catch (e) {
+      /* as above */
+    }
+  }
+
+  function restoreDraft(form, view, textarea, select) {
+    var draft = readDraft();
+    if (!draft || typeof draft.script !== "string") return;
+    if (draft.script !== textarea.value) {
+      if (view) {
+        view.dispatch({ changes: { from: 0, to: view.state.doc.length, insert: draft.script } });
+      } else {
+        textarea.value = draft.script;
+      }
+    }
+    setVersion(select, draft.python_version);
+    if (form.elements.stdin && typeof draft.stdin === "string") {
+      form.elements.stdin.value = draft.stdin;
+      if (draft.stdin) form.elements.stdin.closest("details").open = true;
+    }
+    if (form.elements.interactive) form.elements.interactive.checked = !!draft.interactive;
+  }
+
+  function wireExamples(menu, view, textarea, select, isChanged, loaded) {
     menu.addEventListener("click", function (event) {
       var link = event.target.closest("a[data-example-url]");
       if (!link) return;
       event.preventDefault();
+      if (isChanged() && !window.confirm("Replace your script with this example? Your changes will be lost.")) {
+        return;
+      }
       fetch(link.dataset.exampleUrl, { headers: { Accept: "application/json" } })
         .then(function (response) {
           if (!response.ok) throw new Error(response.status);
@@ -139,6 +189,7 @@
         .then(function (example) {
           setScript(view, textarea, example.script);
           setVersion(select, example.python_version);
+          loaded(example.script);
           menu.open = false;
         })
         .catch(function () {
@@ -163,6 +214,17 @@
     var textarea = form.querySelector("textarea[data-editor]");
     var select = form.querySelector('select[name="python_version"]');
     var view = textarea ? mountEditor(textarea) : null;
+    // What the editor was last loaded with: the page's script, or an example picked since.
+    var baseline = textarea ? textarea.defaultValue : "";
+    if (textarea) {
+      restoreDraft(form, view, textarea, select);
+      var save = function () {
+        saveDraft(form);
+      };
+      form.addEventListener("input", save);
+      form.addEventListener("change", save);
+      textarea.addEventListener("editor-change", save);
+    }
 
     // Ctrl/Cmd+Enter anywhere in the form (the stdin box, the version select) runs too.
     form.addEventListener("keydown", function (event) {
@@ -177,12 +239,25 @@
       el.textContent = isMac ? "⌘ Enter" : "Ctrl+Enter";
       el.hidden = false;
     });
-    document.querySelectorAll("[data-shortcut-hint]").forEach(function (el) {
+    document.querySelectorAll("[data-shortcut-hint], [data-editor-hint]").forEach(function (el) {
       el.hidden = false;
     });
 
     var menu = document.getElementById("examples-menu");
-    if (menu && textarea) wireExamples(menu, view, textarea, select);
+    if (menu && textarea) {
+      wireExamples(
+        menu,
+        view,
+        textarea,
+        select,
+        function () {
+          return textarea.value !== baseline;
+        },
+        function (script) {
+          baseline = script;
+        }
+      );
+    }
   }
 
   if (document.readyState === "loading") {

@@ -1,0 +1,153 @@
+"""Output as a terminal shows it: ANSI SGR colours, `\\r` rewriting the line, stdout and stderr
+(and typed input) in the order they came, as escaped HTML spans the stylesheet colours.
+
+Display only: what is stored is the script's bytes as text, and nothing here decides anything.
+"""
+
+import re
+from collections.abc import Iterable
+
+from django import template
+from django.utils.html import escape
+from django.utils.safestring import SafeString, mark_safe
+
+register = template.Library()
+
+# A CSI sequence (ESC [ params letter), a lone ESC with one more character, or a control
+# character that moves the cursor.
+TOKEN = re.compile(r"\x1b\[([0-9;?]*)([A-Za-z])|\x1b.?|\r|\n")
+BASIC = ["black", "red", "green", "yellow", "blue", "magenta", "cyan", "white"]
+# Lines are rewritten one character at a time only when `\r` went back over them; a line
+# longer than this (a runaway progress bar) is cut, so the page stays cheap to render.
+MAX_LINE = 10_000
+
+
+class Screen:
+    """Lines of [text, class] runs and a cursor column: enough of a terminal for printed
+    output (SGR attributes, carriage return, erase to end of line)."""
+
+    def __init__(self) -> None:
+        self.lines: list[list[list[str]]] = [[]]
+        self.col = 0
+        self.sgr: dict[str, str] = {}
+
+    def css(self, stream: str) -> str:
+        classes = [f"t-{stream}"] + [f"t-{v}" for v in self.sgr.values()]
+        return " ".join(classes)
+
+    def feed(self, text: str, stream: str = "stdout") -> None:
+        pos = 0
+        for match in TOKEN.finditer(text):
+            if match.start() > pos:
+                self.write(text[pos : match.start()], self.css(stream))
+            pos = match.end()
+            token = match.group(0)
+            if token == "\n":
+                self.lines.append([])
+                self.col = 0
+            elif token == "\r":
+                self.col = 0
+            elif match.group(2) == "m":
+                self.select(match.group(1))
+            elif match.group(2) == "K":
+                self.erase_right()
+        if pos < len(text):
+            self.write(text[pos:], self.css(stream))
+
+    def select(self, params: str) -> None:
+        codes = [int(p) if p.isdigit() else 0 for p in (params or "0").split(";")]
+        i = 0
+        while i < len(codes):
+            code = codes[i]
+            if code == 0:
+                self.sgr = {}
+            elif code == 1:
+                self.sgr["bold"] = "bold"
+            elif code == 3:
+                self.sgr["italic"] = "italic"
+            elif code == 4:
+                self.sgr["underline"] = "underline"
+            elif code == 22:
+                self.sgr.pop("bold", None)
+            elif code == 23:
+                self.sgr.pop("italic", None)
+            elif code == 24:
+                self.sgr.pop("underline", None)
+            elif 30 <= code <= 37:
+                self.sgr["fg"] = f"fg-{BASIC[code - 30]}"
+            elif 90 <= code <= 97:
+                self.sgr["fg"] = f"fg-bright-{BASIC[code - 90]}"
+            elif 40 <= code <= 47:
+                self.sgr["bg"] = f"bg-{BASIC[code - 40]}"
+            elif 100 <= code <= 107:
+                self.sgr["bg"] = f"bg-bright-{BASIC[code - 100]}"
+            elif code == 39:
+                self.sgr.pop("fg", None)
+            elif code == 49:
+                self.sgr.pop("bg", None)
+            elif code in (38, 48):  # 256-colour and true-colour: skip their arguments
+                i += 2 if codes[i + 1 : i + 2] == [5] else 4
+            i += 1
+
+    def length(self) -> int:
+        return sum(len(text) for text, _ in self.lines[-1])
+
+    def write(self, text: str, css: str) -> None:
+        line = self.lines[-1]
+        if self.col >= self.length():  # the common case: appending
+            if line and line[-1][1] == css:
+                line[-1][0] += text
+            else:
+                line.append([text, css])
+            self.col += len(text)
+            return
+        cells = [(ch, c) for run, c in line for ch in run]
+        cells[self.col : self.col + len(text)] = [(ch, css) for ch in text]
+        self.col += len(text)
+        self.lines[-1] = regroup(cells[:MAX_LINE])
+
+    def erase_right(self) -> None:
+        cells = [(ch, c) for run, c in self.lines[-1] for ch in run]
+        self.lines[-1] = regroup(cells[: self.col])
+
+    def html(self, plain: str = "t-stdout") -> SafeString:
+        """The screen as HTML; runs styled only as `plain` are bare text."""
+        rows = []
+        for line in self.lines:
+            rows.append(
+                "".join(
+                    escape(text) if c == plain else f'<span class="{c}">{escape(text)}</span>'
+                    for text, c in line
+                )
+            )
+        return mark_safe("\n".join(rows))  # noqa: S308 (every piece of text is escaped)
+
+
+def regroup(cells: list[tuple[str, str]]) -> list[list[str]]:
+    runs: list[list[str]] = []
+    for ch, css in cells:
+        if runs and runs[-1][1] == css:
+            runs[-1][0] += ch
+        else:
+            runs.append([ch, css])
+    return runs
+
+
+def render(pieces: Iterable[tuple[str, str]], plain: str = "stdout") -> SafeString:
+    """[(stream, text), ...] in the order printed as terminal HTML; streams are CSS classes
+    (t-stdout, t-stderr, t-input), and text of the `plain` stream without style is bare."""
+    screen = Screen()
+    for stream, text in pieces:
+        screen.feed(text, stream)
+    return screen.html(f"t-{plain}")
+
+
+@register.filter
+def terminal(text: str, stream: str = "stdout") -> SafeString:
+    """One stream's text as a terminal shows it."""
+    return render([(stream, text or "")], plain=stream)
+
+
+@register.filter
+def console(pieces: Iterable[tuple[str, str]]) -> SafeString:
+    return render(pieces)
