@@ -152,9 +152,10 @@ def targets(report: Report) -> list[str]:
         )
     for s in report.services:
         best = s.best()
+        clients = f"{best.clients} client{'s' if best.clients > 1 else ''}"
         rows.append(
             f"| throughput ≥ {THROUGHPUT_TARGET:.0%} of two bare interpreters, {s.name} "
-            f"| {best.share:.0%} at {best.clients} clients ({best.rate:.1f} vs "
+            f"| {best.share:.0%} at {clients} ({best.rate:.1f} vs "
             f"{best.ceiling:.1f} runs/s) | {verdict(best.share >= THROUGHPUT_TARGET)} |"
         )
     return rows
