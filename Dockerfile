@@ -37,7 +37,9 @@ ENV HOME=/tmp \
     SECRET_KEY_FILE=/var/lib/integr8s/secret_key
 EXPOSE 8000
 
-# Threads: wait=true and live updates hold connections. One process per container keeps
-# /metrics (per process) whole; scale with more containers.
-CMD ["gunicorn", "integr8s.wsgi", "--bind=0.0.0.0:8000", "--worker-class=gthread", \
-     "--workers=1", "--threads=32", "--timeout=60", "--access-logfile=-"]
+# ASGI (uvicorn under gunicorn): wait=true and the events stream wait on the event loop, not
+# in a thread each. One process per container keeps /metrics (per process) whole; scale with
+# more containers.
+CMD ["gunicorn", "integr8s.asgi:application", "--bind=0.0.0.0:8000", \
+     "--worker-class=uvicorn_worker.UvicornWorker", "--workers=1", "--timeout=60", \
+     "--access-logfile=-"]

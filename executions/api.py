@@ -7,20 +7,24 @@ holds its UUID, and is cancelled, listed and replayed (Idempotency-Key) by the b
 that made it (its session cookie).
 """
 
+import json
 import math
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from collections.abc import AsyncIterator
+from contextlib import nullcontext
 from datetime import timedelta
-from typing import Any, NoReturn
+from typing import Any, NamedTuple, NoReturn
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.cache import cache
 from django.db import IntegrityError, connection, transaction
 from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.urls import Resolver404, resolve, reverse
 from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiExample,
@@ -38,7 +42,15 @@ from rest_framework.serializers import BaseSerializer
 
 from accounts.models import User
 from executions import examples, limits, notify, runtimes, throttling
-from executions.models import ACTIVE, Execution, ExecutionQuerySet, SavedScript
+from executions.models import (
+    ACTIVE,
+    Execution,
+    ExecutionQuerySet,
+    InputLine,
+    OutputChunk,
+    SavedScript,
+    Status,
+)
 from executions.serializers import (
     AcceptedSerializer,
     ExampleSerializer,
@@ -46,6 +58,7 @@ from executions.serializers import (
     ExecutionFilterSerializer,
     ExecutionListSerializer,
     ExecutionSerializer,
+    InputSerializer,
     K8sLimitsSerializer,
     RuntimesSerializer,
     SavedScriptSerializer,
@@ -57,6 +70,7 @@ from integr8s.api import (
     UNAUTHORIZED,
     VALIDATION_ERROR,
     DetailSerializer,
+    PayloadTooLarge,
     conflict,
     too_many,
 )
@@ -166,12 +180,11 @@ def key_reused(key: str, earlier: Execution) -> Response:
     )
 
 
-@contextmanager
-def wait_slot(request: Request) -> Iterator[Refusal | None]:
+def take_wait_slot(request: Request) -> tuple[str, Refusal | None]:
     """A caller holds at most MAX_ACTIVE_PER_CALLER requests waiting (wait=true) at once, new
-    submissions and replays alike: each holds a server thread while it waits. Counted in the
-    cache (per process by default, site-wide with CACHE_URL); the count expires a while
-    after the longest wait, so a process that died mid-wait cannot hold a caller's slots."""
+    submissions and replays alike. Counted in the cache (per process by default, site-wide
+    with CACHE_URL); the count expires a while after the longest wait, so a process that died
+    mid-wait cannot hold a caller's slots. Returns (the key to give back, or why not)."""
     if request.user.is_authenticated:
         key = f"waiting:user:{request.user.pk}"
     else:
@@ -184,46 +197,47 @@ def wait_slot(request: Request) -> Iterator[Refusal | None]:
     except ValueError:  # expired between add and incr
         cache.set(key, 1, timeout=timeout)
         held = 1
+    if held > settings.MAX_ACTIVE_PER_CALLER:
+        give_wait_slot(key)
+        return key, Refusal(
+            f"You already have {held - 1} requests waiting for runs to end (the limit is "
+            f"{settings.MAX_ACTIVE_PER_CALLER}). Wait for one, or poll the result instead.",
+            retry_after=1,
+        )
+    return key, None
+
+
+def give_wait_slot(key: str) -> None:
     try:
-        if held > settings.MAX_ACTIVE_PER_CALLER:
-            yield Refusal(
-                f"You already have {held - 1} requests waiting for runs to end (the limit is "
-                f"{settings.MAX_ACTIVE_PER_CALLER}). Wait for one, or poll the result instead.",
-                retry_after=1,
-            )
-        else:
-            yield None
-    finally:
-        try:
-            cache.decr(key)
-        except ValueError:  # expired meanwhile: nothing left to give back
-            pass
+        cache.decr(key)
+    except ValueError:  # expired meanwhile: nothing left to give back
+        pass
 
 
-def wait_for(execution: Execution, fresh: bool = False) -> Execution:
-    """Hold until the run ends: at most its wall time + WAIT_MARGIN_S queued, and as long again
-    once it starts. On PostgreSQL the trigger's NOTIFY wakes us at once; otherwise (and as a
-    safety net) the row is polled by primary key."""
+async def wait_for(execution: Execution, fresh: bool = False) -> Execution:
+    """Hold until the run ends, without holding a thread: at most its wall time +
+    WAIT_MARGIN_S queued, and as long again once it starts. Woken by the trigger's NOTIFY on
+    PostgreSQL and by the write-ahead log's inotify event on SQLite (notify.py); the row is
+    read by primary key when woken, and now and then regardless."""
     budget = execution.run_limits.wall_time_s + settings.WAIT_MARGIN_S
-    state = {"row": execution, "deadline": time.monotonic() + budget}
-
-    def ended() -> bool:
-        # The whole row, so the answer needs no further query once the run has ended.
-        seen = Execution.objects.filter(pk=execution.pk).first()
-        if seen is None:  # deleted meanwhile (by an operator)
-            raise exceptions.NotFound("This execution was deleted.")
-        if seen.status == Execution.Status.RUNNING and state["row"].status != seen.status:
-            state["deadline"] = time.monotonic() + budget  # time queued does not eat the run's
-        state["row"] = seen
-        return seen.status not in ACTIVE
-
-    key = str(execution.execution_id)
+    deadline = time.monotonic() + budget
+    row, key = execution, str(execution.execution_id)
+    look = not fresh  # a run queued a moment ago cannot have ended yet
     while True:
-        remaining = state["deadline"] - time.monotonic()
-        if remaining <= 0 or notify.waiters.wait_until(key, ended, remaining, look_first=not fresh):
-            break
-        fresh = False
-    return state["row"]
+        if look:
+            seen = await Execution.objects.filter(pk=execution.pk).afirst()
+            if seen is None:  # deleted meanwhile (by an operator)
+                raise exceptions.NotFound("This execution was deleted.")
+            if seen.status == Status.RUNNING and row.status != seen.status:
+                deadline = time.monotonic() + budget  # time queued does not eat the run's
+            row = seen
+            if row.status not in ACTIVE:
+                return row
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return row
+        await notify.waiters.wake_or_timeout(key, remaining)
+        look = True
 
 
 def accepted(execution: Execution, request: Request) -> Response:
@@ -307,7 +321,7 @@ def full(
     ],
 )
 @api_view(["POST"])
-def execute(request: Request) -> Response:
+def execute_now(request: Request) -> Response:
     wait = query_bool(request, "wait")
     key = idempotency_key(request)
     submission = ExecuteSerializer(data=request.data)
@@ -345,13 +359,51 @@ def execute(request: Request) -> Response:
         return accepted(execution, request)
     else:
         fresh = True  # just queued: nothing to look at yet
-    with wait_slot(request) as refusal:
-        if refusal:
-            return too_many(refusal)
-        execution = wait_for(execution, fresh=fresh)
-    if earlier is not None:
-        return full(execution, request, headers={"Idempotent-Replayed": "true"})
-    return full(execution, request, status.HTTP_200_OK if execution.is_terminal else 202)
+    slot, refusal = take_wait_slot(request)
+    if refusal:
+        return too_many(refusal)
+    # The wait itself is the async view's (execute below), in no thread: hand it over.
+    response = accepted(execution, request)
+    response.integr8s_wait = Waiting(execution, fresh, earlier is not None, slot)  # type: ignore[attr-defined]  # a note for execute()
+    return response
+
+
+class Waiting(NamedTuple):
+    execution: Execution
+    fresh: bool
+    replayed: bool
+    slot: str
+
+
+@csrf_exempt  # as DRF's own views: SessionAuthentication enforces CSRF inside
+async def execute(request: HttpRequest) -> HttpResponse:
+    """POST /api/v1/execute: the DRF view validates and submits (in a thread, briefly); a
+    wait=true request then waits here, on the event loop, woken when the run ends."""
+    response = await sync_to_async(execute_now)(request)
+    waiting: Waiting | None = getattr(response, "integr8s_wait", None)
+    if waiting is None:
+        return response
+    try:
+        execution = await wait_for(waiting.execution, fresh=waiting.fresh)
+    except exceptions.NotFound as exc:
+        return JsonResponse({"detail": str(exc.detail)}, status=status.HTTP_404_NOT_FOUND)
+    finally:
+        await sync_to_async(give_wait_slot)(waiting.slot)
+    return await sync_to_async(finished)(request, execution, waiting.replayed)
+
+
+# The schema generator (and anything else that asks) sees the DRF view it wraps.
+for _name in ("cls", "initkwargs", "view_class", "view_initkwargs"):
+    setattr(execute, _name, getattr(execute_now, _name))
+
+
+def finished(request: HttpRequest, execution: Execution, replayed: bool) -> JsonResponse:
+    """The answer to a wait=true request: what full() answers, rendered outside DRF (its
+    checks ran when the request came in)."""
+    data = ExecutionSerializer(execution, context={"request": request}).data
+    if replayed:
+        return JsonResponse(data, headers={"Idempotent-Replayed": "true"})
+    return JsonResponse(data, status=status.HTTP_200_OK if execution.is_terminal else 202)
 
 
 @extend_schema(
@@ -401,6 +453,154 @@ def execution_list(request: Request) -> Response:
     page = paginator.paginate_queryset(executions, request)
     data = ExecutionListSerializer(page, many=True, context={"request": request}).data
     return paginator.get_paginated_response(data)
+
+
+@extend_schema(
+    summary="Send input to a running execution",
+    description=(
+        'For an execution submitted with `interactive: true`, while it runs: `{"text": '
+        '"Ada\\n"}` is written to its standard input (input() reads up to the newline), '
+        '`{"eof": true}` ends its input. Only its owner may send input (the user; for an '
+        "anonymous run, the browser session that made it): 404 for anyone else. Not running, "
+        "or not interactive: 409. All input together is capped like `stdin`: 413 past it."
+    ),
+    request=InputSerializer,
+    parameters=[EXECUTION_ID],
+    responses={
+        202: OpenApiResponse(description="Taken: the worker hands it to the script."),
+        400: VALIDATION_ERROR,
+        404: NOT_FOUND,
+        409: CONFLICT,
+        413: TOO_LARGE,
+    },
+)
+@api_view(["POST"])
+def execution_input(request: Request, execution_id: str) -> Response:
+    execution = get_execution(request, execution_id, Execution.objects.controlled_by(request))
+    given = InputSerializer(data=request.data)
+    given.is_valid(raise_exception=True)
+    text, eof = given.validated_data.get("text", ""), given.validated_data["eof"]
+    if not execution.interactive:
+        return conflict(
+            "This execution is not interactive: it was given all its input before it ran."
+        )
+    if execution.status != Status.RUNNING:
+        state = "has not started yet" if execution.status == Status.QUEUED else "has ended"
+        return conflict(f"This execution {state}: input goes only to a running one.")
+    cap = execution.run_limits.stdin_bytes
+    sent = sum(len(t.encode()) for t in execution.inputs.values_list("text", flat=True))
+    if sent + len(text.encode()) + len(execution.stdin.encode()) > cap:
+        raise PayloadTooLarge(
+            f"Input is limited to {limits.human_bytes(cap)} in all (stdin included)."
+        )
+    if text:
+        InputLine.objects.create(execution=execution, text=text)
+    if eof:
+        InputLine.objects.create(execution=execution, eof=True)
+    return Response({"detail": "Sent."}, status=status.HTTP_202_ACCEPTED)
+
+
+EVENTS_DESCRIPTION = """Server-sent events (text/event-stream) for one execution:
+
+- `output`: `{"stream": "stdout" | "stderr", "text": "...", "seq": N}` as it is printed (in
+  order; its `id:` is `seq`);
+- `status`: `{"status": "queued" | "running" | ...}` when it changes;
+- `end`: the full result (as GET /api/v1/result/{id}), then the stream closes.
+
+Resumable: send `Last-Event-ID: N` (or `?last_event_id=N`) to get only output after N; a run
+that already ended answers `end` at once. Who may read it is who may read the result.
+
+    curl -N http://127.0.0.1:8000/api/v1/executions/<id>/events
+"""
+
+
+@extend_schema(
+    summary="Follow an execution as it runs (server-sent events)",
+    description=EVENTS_DESCRIPTION,
+    parameters=[EXECUTION_ID],
+    responses={(200, "text/event-stream"): OpenApiTypes.STR, 404: NOT_FOUND},
+)
+@api_view(["GET"])
+def execution_events_check(request: Request, execution_id: str) -> Response:
+    """Authentication and the access rule, the DRF way, for execution_events (below)."""
+    execution = get_execution(request, execution_id, Execution.objects.visible_to(request))
+    response = Response(status=status.HTTP_204_NO_CONTENT)
+    response.integr8s_execution = execution  # type: ignore[attr-defined]  # a note for the stream
+    return response
+
+
+EVENTS_TICK_S = 0.2  # how often a quiet stream looks for new output without a wake-up
+EVENTS_KEEPALIVE_S = 15.0
+
+
+def sse(event: str, data: Any, event_id: int | None = None) -> str:
+    head = f"id: {event_id}\n" if event_id is not None else ""
+    return f"{head}event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+async def execution_events(
+    request: HttpRequest, execution_id: str
+) -> HttpResponse | StreamingHttpResponse:
+    """GET /api/v1/executions/<id>/events: the stream waits on the event loop, never in a
+    thread; each look at the database is one short query in a thread."""
+    checked = await sync_to_async(execution_events_check)(request, execution_id)
+    execution = getattr(checked, "integr8s_execution", None)
+    if execution is None:  # a 4xx from the check
+        return checked
+    raw = request.headers.get("Last-Event-ID") or request.GET.get("last_event_id") or "0"
+    try:
+        after = max(0, int(raw))
+    except ValueError:
+        return JsonResponse({"last_event_id": ["Must be a number."]}, status=400)
+    response = StreamingHttpResponse(
+        event_stream(request, execution, after), content_type="text/event-stream"
+    )
+    response["Cache-Control"] = "no-store"
+    response["X-Accel-Buffering"] = "no"  # proxies must not hold events back
+    return response
+
+
+for _name in ("cls", "initkwargs", "view_class", "view_initkwargs"):
+    setattr(execution_events, _name, getattr(execution_events_check, _name))
+
+
+def serialized(execution: Execution, request: HttpRequest) -> dict[str, Any]:
+    return dict(ExecutionSerializer(execution, context={"request": request}).data)
+
+
+def _look(pk: int, after: int) -> tuple[Execution | None, list[OutputChunk]]:
+    row = Execution.objects.filter(pk=pk).first()
+    chunks = list(OutputChunk.objects.filter(execution_id=pk, seq__gt=after).order_by("seq"))
+    return row, chunks
+
+
+async def event_stream(
+    request: HttpRequest, execution: Execution, after: int
+) -> AsyncIterator[str]:
+    key, last_status, quiet_since = str(execution.execution_id), "", time.monotonic()
+    while True:
+        row, chunks = await sync_to_async(_look)(execution.pk, after)
+        if row is None:
+            yield sse("end", {"detail": "This execution was deleted."})
+            return
+        if row.status != last_status and row.status in ACTIVE:
+            last_status = row.status
+            yield sse("status", {"status": row.status})
+        for chunk in chunks:
+            after = chunk.seq
+            data = {"stream": chunk.stream, "text": chunk.text, "seq": chunk.seq}
+            yield sse("output", data, chunk.seq)
+        if row.status not in ACTIVE:
+            result = await sync_to_async(serialized)(row, request)
+            yield sse("status", {"status": row.status})
+            yield sse("end", result)
+            return
+        if chunks:
+            quiet_since = time.monotonic()
+        elif time.monotonic() - quiet_since > EVENTS_KEEPALIVE_S:
+            quiet_since = time.monotonic()
+            yield ": still running\n\n"  # a comment: keeps proxies from timing the stream out
+        await notify.waiters.wake_or_timeout(key, EVENTS_TICK_S)
 
 
 @extend_schema(

@@ -9,6 +9,8 @@ or so, without a busy poll. It says only "something changed": the woken side loo
 The database stays the single source of truth: a notification only says "look now".
 """
 
+import asyncio
+import contextlib
 import ctypes
 import ctypes.util
 import logging
@@ -167,20 +169,48 @@ class PgListener(_Thread):
 
 
 class Waiters:
-    """Threads waiting for particular executions to finish, woken by one shared Listener."""
+    """Threads and coroutines waiting for particular executions to change, woken by one
+    shared Listener (a payload names the execution; "" wakes every waiter)."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.events: dict[str, set[threading.Event]] = {}
-        self.listener = None
+        self.events: dict[str, set[Any]] = {}  # threading.Event, or an asyncio-side _Wake
+        self.listener: Any = None
 
-    def _wake(self, payload: str):
+    def _wake(self, payload: str) -> None:
         with self.lock:
             targets = (
                 self.events.get(payload, set()) if payload else set().union(*self.events.values())
             )
             for event in targets:
                 event.set()
+
+    def _listen(self) -> None:
+        """Start the shared listener (the caller holds the lock)."""
+        if self.listener is None:
+            self.listener = Listener(FINISHED, self._wake).start()
+
+    async def wake_or_timeout(self, key: str, timeout: float) -> None:
+        """Wait, without holding a thread, until key's execution is announced (finished, on
+        PostgreSQL; any commit, on SQLite) or timeout (at most RECHECK_S) passes; the caller
+        then looks at the row. Without wake-ups, a plain short sleep."""
+        timeout = max(0.0, min(timeout, RECHECK_S))
+        if not supported():
+            await asyncio.sleep(min(timeout, 0.02))
+            return
+        wake = _Wake(asyncio.get_running_loop())
+        with self.lock:
+            self._listen()
+            self.events.setdefault(key, set()).add(wake)
+        try:
+            await asyncio.wait_for(wake.future, timeout)
+        except TimeoutError:
+            pass
+        finally:
+            with self.lock:
+                self.events[key].discard(wake)
+                if not self.events[key]:
+                    del self.events[key]
 
     def wait_until(
         self, key: str, done, timeout: float, poll: float = 0.02, look_first: bool = True
@@ -204,8 +234,7 @@ class Waiters:
             return True
         event = threading.Event()
         with self.lock:
-            if self.listener is None:
-                self.listener = Listener(FINISHED, self._wake).start()
+            self._listen()
             self.events.setdefault(key, set()).add(event)
         try:
             while skip or not done():
@@ -229,6 +258,22 @@ class Waiters:
             listener, self.listener = self.listener, None
         if listener:
             listener.stop()
+
+
+class _Wake:
+    """An Event-like handle the listener thread sets, resolving a future on the waiter's loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self.loop = loop
+        self.future: asyncio.Future[None] = loop.create_future()
+
+    def set(self) -> None:
+        def resolve() -> None:
+            if not self.future.done():
+                self.future.set_result(None)
+
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            self.loop.call_soon_threadsafe(resolve)
 
 
 waiters = Waiters()

@@ -3,6 +3,7 @@
 import copy
 from typing import Any, ClassVar
 
+from django.conf import settings
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -29,6 +30,14 @@ class ExecuteSerializer(NoUnknownFieldsMixin, serializers.Serializer):
         trim_whitespace=False,
         help_text="Text the script reads from standard input.",
     )
+    interactive = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text=(
+            "Keep standard input open after `stdin` for input sent while the script runs "
+            "(POST /api/v1/executions/{id}/input), until its end is sent. Local backend only."
+        ),
+    )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         errors = submission_errors(
@@ -36,6 +45,10 @@ class ExecuteSerializer(NoUnknownFieldsMixin, serializers.Serializer):
         )
         if errors:
             raise serializers.ValidationError({k: [v] for k, v in errors.items()})
+        if attrs.get("interactive") and settings.EXECUTION_BACKEND != "local":
+            raise serializers.ValidationError(
+                {"interactive": ["Input while it runs needs the local backend; send stdin."]}
+            )
         return attrs
 
 
@@ -56,6 +69,8 @@ class ExecutionLinksSerializer(serializers.Serializer):
     """For the schema only: links an execution carries."""
 
     self = serializers.URLField()
+    events = serializers.URLField()
+    input = serializers.URLField()
     cancel = serializers.URLField()
     retry = serializers.URLField()
 
@@ -67,6 +82,8 @@ def execution_links(execution: Execution, request: Request | None) -> dict[str, 
 
     return {
         "self": url("api-result"),
+        "events": url("api-execution-events"),
+        "input": url("api-execution-input"),
         "cancel": url("api-execution-cancel"),
         "retry": url("api-execution-retry"),
     }
@@ -139,6 +156,29 @@ class ExecutionSerializer(ExecutionListSerializer):
             + ExecutionListSerializer.Meta.fields[4:]
         )
         read_only_fields = fields
+
+    def to_representation(self, instance: Execution) -> dict[str, Any]:
+        data = super().to_representation(instance)
+        if instance.status == Execution.Status.RUNNING:  # what it printed so far
+            data["output"], data["errors"] = instance.live_output()
+        return data
+
+
+class InputSerializer(NoUnknownFieldsMixin, serializers.Serializer):
+    text = StrictCharField(
+        required=False,
+        allow_blank=True,
+        trim_whitespace=False,
+        help_text="Text for the script's standard input (add the newline input() waits for).",
+    )
+    eof = serializers.BooleanField(
+        required=False, default=False, help_text="End the input: the script reads end-of-file."
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if "text" not in attrs and not attrs.get("eof"):
+            raise serializers.ValidationError({"text": ["Send text, or eof: true."]})
+        return attrs
 
 
 class AcceptedSerializer(BuiltOnceMixin, serializers.ModelSerializer):

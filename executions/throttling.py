@@ -49,6 +49,14 @@ def check_rate(request: HttpRequest) -> Refusal | None:
 
 def check_submission(request: HttpRequest) -> Refusal | None:
     """None if this caller may submit now (and count the submission); else why not."""
+    queued = Execution.objects.queued().count()  # bounded by MAX_QUEUED: an index range
+    if queued >= settings.MAX_QUEUED:
+        return Refusal(
+            f"integr8s is busy: {queued} scripts are waiting to run, as many as it queues. "
+            "Please try again in a minute.",
+            retry_after=30,
+            status=503,
+        )
     user = request.user
     active = Execution.objects.for_caller(user, client_ip(request)).active().count()
     if active >= settings.MAX_ACTIVE_PER_CALLER:

@@ -37,7 +37,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
 def too_many(refusal: Refusal) -> Response:
     return Response(
         {"detail": refusal.message},
-        status=status.HTTP_429_TOO_MANY_REQUESTS,
+        status=refusal.status,
         headers={"Retry-After": str(refusal.retry_after)},
     )
 

@@ -130,7 +130,14 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
 else:
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # The web server is ASGI: a sync view runs in a thread of its own request, so connections
+    # kept per thread would be made anew each request. A pool keeps them instead.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 2,
+        "max_size": env_number("DATABASE_POOL_SIZE", 20, 2),
+        "timeout": 10,
+    }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "accounts.User"
 # Every password presented (site, admin, API) goes through this backend, which counts it.
@@ -299,6 +306,8 @@ THROTTLE_USER = env("THROTTLE_USER", "120/min")
 THROTTLE_SIGNUP = env("THROTTLE_SIGNUP", "10/hour")  # new accounts per IP address
 THROTTLE_LOGIN = env("THROTTLE_LOGIN", "20/min")  # password attempts per IP address
 MAX_ACTIVE_PER_CALLER = env_number("MAX_ACTIVE_PER_CALLER", 10, 1)
+# Backpressure: past this many queued runs (all callers), submissions get 503 and Retry-After.
+MAX_QUEUED = env_number("MAX_QUEUED", 500, 1)
 # An Idempotency-Key answers with its first execution for this long, then may be used again.
 IDEMPOTENCY_KEY_HOURS = env_number("IDEMPOTENCY_KEY_HOURS", 24, 0.01, float)
 WAIT_MARGIN_S = env_number("WAIT_MARGIN_S", 10, 0, float)

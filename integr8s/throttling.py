@@ -59,10 +59,11 @@ def is_loopback(request: HttpRequest) -> bool:
 class Refusal:
     message: str
     retry_after: int  # seconds
+    status: int = 429  # 429: this caller is over a limit; 503: the site is (a full queue)
 
     def refuse(self, response: HttpResponse) -> HttpResponse:
-        """Make a page that shows this refusal a 429 that says when to try again."""
-        response.status_code = 429
+        """Make a page that shows this refusal a 429 (or 503) that says when to try again."""
+        response.status_code = self.status
         response["Retry-After"] = str(self.retry_after)
         return response
 

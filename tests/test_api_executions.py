@@ -548,11 +548,10 @@ def test_the_api_root_is_a_json_404(client):
 def test_an_execution_deleted_during_a_wait_is_a_404(client, monkeypatch):
     from executions import notify
 
-    def delete_while_waiting(key, done, timeout, poll=0.02, look_first=True):
-        Execution.objects.all().delete()  # an operator deletes it meanwhile
-        return done()
+    async def delete_while_waiting(key, timeout):
+        await Execution.objects.all().adelete()  # an operator deletes it meanwhile
 
-    monkeypatch.setattr(notify.waiters, "wait_until", delete_while_waiting)
+    monkeypatch.setattr(notify.waiters, "wake_or_timeout", delete_while_waiting)
     r = client.post(EXECUTE + "?wait=1", {"script": "print(1)"}, format="json")
     assert r.status_code == 404
     assert "deleted" in r.json()["detail"]

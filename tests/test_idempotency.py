@@ -4,6 +4,7 @@ a key reused for another request is a 422, keys expire, and replays are throttle
 from datetime import timedelta
 
 import pytest
+from asgiref.sync import sync_to_async
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -119,11 +120,11 @@ def test_a_caller_holds_a_bounded_number_of_waiting_requests(alice_api, settings
     assert submit(alice_api).status_code == 202
     answers = []
 
-    def waiting(execution, fresh=False):
+    async def waiting(execution, fresh=False):
         if len(answers) < 2:  # while this request waits, another one comes in
             mine = len(answers)
             answers.append(None)
-            answers[mine] = submit(alice_api, wait=True).status_code
+            answers[mine] = (await sync_to_async(submit)(alice_api, wait=True)).status_code
         return execution
 
     monkeypatch.setattr(api, "wait_for", waiting)

@@ -343,7 +343,8 @@ def test_a_failing_script_is_a_script_error(run, script, code):
     r = run(script)
     assert r.returncode == 0  # the wrapper itself did fine: its report counts
     assert r.result.status == COMPLETED and r.result.error_type == SCRIPT_ERROR
-    assert r.result.exit_code == code and r.result.reason == f"The script ended with an error (exit code {code})."
+    assert r.result.exit_code == code
+    assert r.result.reason == f"The script ended with an error (exit code {code})."
     assert r.envelope["signal"] is None and r.envelope["reason"] is None
     if "boom" in script:
         assert r.result.errors.startswith("Traceback (most recent call last):")

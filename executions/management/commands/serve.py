@@ -68,7 +68,6 @@ class Command(BaseCommand):
         parser.add_argument(
             "--web-processes", type=int, default=int(os.environ.get("WEB_PROCESSES", 1))
         )
-        parser.add_argument("--threads", type=int, default=int(os.environ.get("WEB_THREADS", 32)))
         parser.add_argument("--concurrency", type=int, default=settings.WORKER_CONCURRENCY)
         # The worker's own metrics (finished runs, run time, queue wait): a second scrape
         # target beside the web's /metrics, on loopback. 0 turns it off.
@@ -81,12 +80,13 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         call_command("migrate", interactive=False, verbosity=0)
         bind = f"{options['host']}:{options['port']}"
+        # ASGI (uvicorn under gunicorn): wait=true and the events stream wait on the event
+        # loop, not in a thread each; other views run in threads of their own.
         web = [
-            sys.executable, "-m", "gunicorn", "integr8s.wsgi",
+            sys.executable, "-m", "gunicorn", "integr8s.asgi:application",
             "--bind", bind,
-            "--worker-class", "gthread",
+            "--worker-class", "uvicorn_worker.UvicornWorker",
             "--workers", str(options["web_processes"]),
-            "--threads", str(options["threads"]),
             "--access-logfile", "-",
             "--graceful-timeout", "20",
         ]  # fmt: skip
