@@ -376,3 +376,18 @@ def test_input_sent_while_it_runs_reaches_an_interactive_script(worker):
     done = wait_for(execution, {"completed"})
     assert done.output == "name? hello Ada\n'more\\n'\n", done.errors
     assert not InputLine.objects.filter(execution=done, taken=False).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_metrics_port_already_taken_costs_the_metrics_not_the_runs(caplog):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        execution = submit("print('ran')")
+        call_command("runworker", once=True, metrics_port=port, stdout=StringIO())
+    execution.refresh_from_db()
+    assert (execution.status, execution.output) == ("completed", "ran\n")
+    assert "worker metrics not served" in caplog.text

@@ -147,8 +147,17 @@ class Command(BaseCommand):
         if options["metrics_port"]:
             from prometheus_client import start_http_server
 
-            # Loopback unless told otherwise: metrics are for the operator's Prometheus.
-            start_http_server(options["metrics_port"], addr=options["metrics_addr"])
+            # Loopback unless told otherwise: metrics are for the operator's Prometheus. A port
+            # another process holds costs the metrics, not the runs.
+            try:
+                start_http_server(options["metrics_port"], addr=options["metrics_addr"])
+            except OSError as exc:
+                log.error(
+                    "worker metrics not served on %s:%s (%s); running without them",
+                    options["metrics_addr"],
+                    options["metrics_port"],
+                    exc,
+                )
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, self.on_signal)
             signal.signal(signal.SIGINT, self.on_signal)
