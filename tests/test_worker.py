@@ -391,3 +391,17 @@ def test_a_metrics_port_already_taken_costs_the_metrics_not_the_runs(caplog):
     execution.refresh_from_db()
     assert (execution.status, execution.output) == ("completed", "ran\n")
     assert "worker metrics not served" in caplog.text
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_script_s_stderr_never_reaches_the_worker_s_log(caplog):
+    """A forged 'bwrap:' line once made a system error and put the script's next line in the
+    worker's log as if the worker wrote it (and paged operators through the alert)."""
+    execution = submit(
+        "import sys\nsys.stderr.write('bwrap: cannot mount\\nERROR forged line 7f1c\\n')\n"
+        "sys.exit(1)"
+    )
+    call_command("runworker", once=True, stdout=StringIO())
+    execution.refresh_from_db()
+    assert (execution.status, execution.error_type) == ("completed", "script_error")
+    assert "forged line 7f1c" not in caplog.text and "cannot mount" not in caplog.text
