@@ -104,6 +104,7 @@ class Service:
     idle: Memory | None = None
     memory: list[Memory] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)  # requests that failed (timed all the same)
+    server: str = ""  # the web server's command line
 
     def best(self) -> Level:
         return max(self.levels, key=lambda level: level.share)
@@ -222,6 +223,7 @@ def markdown(report: Report, plots: dict[str, str]) -> str:
         "the host, other people's test runs included). Clients are threads in "
         "the bench's own process, anonymous, each with its own kept-alive connection; they "
         "share the two cores with the site.",
+        *[f"- {s.name}: the web server ran as `{s.server}`." for s in report.services if s.server],
         "- Throughput: each client count sends the same number of `wait=true` runs back to "
         "back; right after it, two bare interpreters run the same number back to back (the "
         "ceiling of two cores).",

@@ -107,10 +107,12 @@ class Processes:
     def __init__(self, serve: int):
         self.web: list[int] = []
         self.worker = 0
+        self.server = ""  # the web server's command line, for the report
         for child in children(serve):
             line = cmdline(child)
             if "gunicorn" in line or "uvicorn" in line:
                 self.web += [child, *descendants(child)]
+                self.server = line.strip().replace(sys.executable, "python")
             elif "runworker" in line:
                 self.worker = child
 
@@ -488,6 +490,7 @@ class Command(BaseCommand):
     ) -> None:
         self.latency(found, port, runs)
         processes = Processes(serve)
+        found.server = processes.server
         found.idle = processes.sample(time.monotonic())
         idle = {path: self.reads(port, path, runs) for path in READS}
 
