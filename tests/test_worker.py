@@ -405,3 +405,21 @@ def test_a_script_s_stderr_never_reaches_the_worker_s_log(caplog):
     execution.refresh_from_db()
     assert (execution.status, execution.error_type) == ("completed", "script_error")
     assert "forged line 7f1c" not in caplog.text and "cannot mount" not in caplog.text
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_worker_records_what_each_run_used():
+    from executions import metrics
+
+    def count(histogram):
+        return sum(
+            s.value
+            for m in histogram.collect()
+            for s in m.samples
+            if s.name.endswith("_count") and s.labels.get("backend") == "local"
+        )
+
+    before = count(metrics.RUN_CPU), count(metrics.RUN_MEMORY)
+    submit("print(1)")
+    call_command("runworker", once=True, stdout=StringIO())
+    assert (count(metrics.RUN_CPU), count(metrics.RUN_MEMORY)) == (before[0] + 1, before[1] + 1)

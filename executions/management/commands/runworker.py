@@ -400,6 +400,7 @@ class Command(BaseCommand):
             metrics.RUN_DURATION.labels(backend=self.backend.name).observe(
                 result.wall_time_ms / 1000
             )
+        metrics.observe_usage(self.backend.name, result.cpu_time_ms, result.peak_memory_kb)
         start = result.extra.get("start_seconds")
         if start is not None:
             metrics.SANDBOX_START.labels(backend=self.backend.name).observe(start)
