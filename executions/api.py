@@ -160,7 +160,12 @@ def expire_key(request: Request, key: str) -> None:
 
 def same_request(execution: Execution, data: dict[str, Any]) -> bool:
     version = data.get("python_version") or runtimes.default_version()
-    return (execution.script, execution.python_version, execution.stdin) == (
+    # The limits it asked for; those it left to the defaults may have changed since.
+    asked = limits.for_request(data.get("limits")).to_dict()
+    held = execution.run_limits.to_dict()
+    fields = [limits.REQUESTABLE[name][0] for name in data.get("limits") or {}]
+    changed = [field for field in fields if held[field] != asked[field]]
+    return not changed and (execution.script, execution.python_version, execution.stdin) == (
         data["script"],
         version,
         data.get("stdin") or "",
@@ -172,8 +177,8 @@ def key_reused(key: str, earlier: Execution) -> Response:
         {
             "Idempotency-Key": [
                 f'The key "{key}" was used for a different request (execution '
-                f"{earlier.execution_id}: another script, Python version or input). Use a new "
-                "key for a new request."
+                f"{earlier.execution_id}: another script, Python version, input or limits). "
+                "Use a new key for a new request."
             ]
         },
         status=status.HTTP_422_UNPROCESSABLE_ENTITY,
@@ -189,7 +194,7 @@ def take_wait_slot(request: Request) -> tuple[str, Refusal | None]:
         key = f"waiting:user:{request.user.pk}"
     else:
         key = f"waiting:ip:{throttling.client_ip(request)}"
-    longest = 2 * (limits.current().wall_time_s + settings.WAIT_MARGIN_S)  # see wait_for
+    longest = 2 * (limits.maxima()["wall_time_s"] + settings.WAIT_MARGIN_S)  # see wait_for
     timeout = int(longest) + 60
     cache.add(key, 0, timeout=timeout)
     try:
@@ -317,7 +322,12 @@ def full(
             "Hello",
             value={"script": 'print("Hello, world!")', "python_version": "3.12"},
             request_only=True,
-        )
+        ),
+        OpenApiExample(
+            "With limits",
+            value={"script": "import time; time.sleep(10)", "limits": {"wall_time_s": 15}},
+            request_only=True,
+        ),
     ],
 )
 @api_view(["POST"])
@@ -687,6 +697,7 @@ def k8s_limits(request: Request) -> Response:
         "backend": settings.EXECUTION_BACKEND,
         **{k: v for k, v in lim.to_dict().items() if k not in ("cpu_limit", "cpu_request")},
         "network": False,
+        "maxima": limits.maxima(),
     }
     return Response(K8sLimitsSerializer(data).data)
 

@@ -31,11 +31,24 @@ class RunForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 3, "spellcheck": "false"}),
     )
     interactive = forms.BooleanField(required=False, label="Interactive: type input while it runs")
+    # Limits for this run (limits.REQUESTABLE); blank means the default in force.
+    memory_mb = forms.IntegerField(required=False, min_value=16, label="Memory (MiB)")
+    wall_time_s = forms.FloatField(required=False, min_value=0.1, label="Wall time (s)")
+    cpu_time_s = forms.FloatField(required=False, min_value=0.1, label="CPU time (s)")
+    output_kb = forms.IntegerField(required=False, min_value=1, label="Output (KiB)")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         # editor.js links this stylesheet into the editor's shadow root.
         self.fields["script"].widget.attrs["data-editor-css"] = static("css/editor.css")
+        defaults, top = limits.current(), limits.maxima()
+        for name, (field, unit, _, _) in limits.REQUESTABLE.items():
+            widget = self.fields[name].widget
+            widget.attrs.update(
+                max=f"{top[name]:g}", placeholder=f"{getattr(defaults, field) / unit:g}"
+            )
+            if name.endswith("_s"):
+                widget.attrs["step"] = "0.1"
 
     def clean(self) -> dict[str, Any]:
         super().clean()
@@ -44,7 +57,17 @@ class RunForm(forms.Form):
             data.get("script", ""), data.get("python_version", ""), data.get("stdin", "")
         ).items():
             self.add_error(field, message)
+        for field, message in limits.request_errors(self.asked_limits()).items():
+            self.add_error(field, message)
         return data
+
+    def limit_fields(self) -> list[forms.BoundField]:
+        return [self[name] for name in limits.REQUESTABLE]
+
+    def asked_limits(self) -> dict[str, float]:
+        """The limits this run asks for, by limits.REQUESTABLE's names (those filled in)."""
+        data = self.cleaned_data
+        return {n: data[n] for n in limits.REQUESTABLE if data.get(n) is not None}
 
     @staticmethod
     def versions() -> list[str]:

@@ -3,7 +3,7 @@
 The sandbox imports Limits, so Django is imported only where settings are read.
 """
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 KIB = 1024
 MIB = 1024 * 1024
@@ -55,6 +55,47 @@ def human_bytes(n: int) -> str:
     if n >= KIB and n % KIB == 0:
         return f"{n // KIB} KiB"
     return f"{n} bytes"
+
+
+# What a request may ask for (API `limits`, the editor's fields): its name there -> (the
+# Limits field, that field's units per unit of the request's, the smallest value, the setting
+# of the operator's maximum).
+REQUESTABLE = {
+    "memory_mb": ("memory_bytes", MIB, 16, "LIMIT_MAX_MEMORY_MB"),
+    "wall_time_s": ("wall_time_s", 1, 0.1, "LIMIT_MAX_WALL_TIME_S"),
+    "cpu_time_s": ("cpu_time_s", 1, 0.1, "LIMIT_MAX_CPU_TIME_S"),
+    "output_kb": ("output_bytes", KIB, 1, "LIMIT_MAX_OUTPUT_KB"),
+}
+
+
+def maxima() -> dict[str, float]:
+    """The most a request may ask for, by the request's names (memory_mb, ...)."""
+    from django.conf import settings
+
+    return dict(settings.LIMIT_MAXIMA)
+
+
+def request_errors(asked: dict | None) -> dict[str, str]:
+    """{name: message} for each asked-for limit above the operator's maximum; {} if none."""
+    top = maxima()
+    errors = {}
+    for name, value in (asked or {}).items():
+        if value is not None and value > top[name]:
+            setting = REQUESTABLE[name][3]
+            errors[name] = f"{value:g} is above this server's maximum, {top[name]:g} ({setting})."
+    return errors
+
+
+def for_request(asked: dict | None) -> Limits:
+    """The limits in force with a request's own (checked by request_errors() first)."""
+    base = current()
+    changes: dict = {}
+    for name, value in (asked or {}).items():
+        if value is None:
+            continue
+        field, unit, _, _ = REQUESTABLE[name]
+        changes[field] = type(getattr(base, field))(value * unit)
+    return replace(base, **changes)
 
 
 def current() -> Limits:

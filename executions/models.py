@@ -85,10 +85,18 @@ def caller_of(fields: dict[str, Any]) -> str:
 
 class ExecutionQuerySet(models.QuerySet["Execution"]):
     def submit(
-        self, script: str, python_version: str = "", stdin: str = "", **fields: Any
+        self,
+        script: str,
+        python_version: str = "",
+        stdin: str = "",
+        limits: dict[str, float] | None = None,
+        **fields: Any,
     ) -> "Execution":
-        """Queue a run (call submission_errors() first). Fields: owner, session_key, ..."""
-        from executions import limits, metrics, runtimes
+        """Queue a run (call submission_errors() and limits.request_errors() first). limits:
+        what the request asked for ({"memory_mb": 256, ...}), the rest as in force now.
+        Fields: owner, session_key, ..."""
+        from executions import metrics, runtimes
+        from executions.limits import for_request
 
         version = python_version or runtimes.default_version()
         fields.setdefault("caller", caller_of(fields))
@@ -96,7 +104,7 @@ class ExecutionQuerySet(models.QuerySet["Execution"]):
             script=script,
             python_version=version,
             stdin=stdin or "",
-            limits=limits.current().to_dict(),
+            limits=for_request(limits).to_dict(),
             backend=settings.EXECUTION_BACKEND,
             **fields,
         )
@@ -477,7 +485,7 @@ class Execution(Shareable):
 
     def retry(self, **overrides: Any) -> "Execution":
         """A new queued execution running the same script, version and input."""
-        fields = dict(
+        fields: dict[str, Any] = dict(
             owner=self.owner,
             session_key=self.session_key,
             client_ip=self.client_ip,

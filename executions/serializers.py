@@ -10,8 +10,29 @@ from rest_framework import serializers
 from rest_framework.fields import Field
 from rest_framework.request import Request
 
+from executions import limits
 from executions.models import Execution, SavedScript, submission_errors
 from integr8s.api import NoUnknownFieldsMixin, StrictCharField
+
+
+class RequestLimitsSerializer(NoUnknownFieldsMixin, serializers.Serializer):
+    """Limits a request asks for, each within the operator's maximum (GET /api/v1/k8s-limits,
+    `maxima`); those not given are the defaults in force."""
+
+    memory_mb = serializers.IntegerField(required=False, min_value=16, help_text="Memory, MiB.")
+    wall_time_s = serializers.FloatField(
+        required=False, min_value=0.1, help_text="Wall time from the script's start, seconds."
+    )
+    cpu_time_s = serializers.FloatField(required=False, min_value=0.1, help_text="CPU seconds.")
+    output_kb = serializers.IntegerField(
+        required=False, min_value=1, help_text="stdout and stderr together, KiB."
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        errors = limits.request_errors(attrs)
+        if errors:
+            raise serializers.ValidationError({k: [v] for k, v in errors.items()})
+        return attrs
 
 
 class ExecuteSerializer(NoUnknownFieldsMixin, serializers.Serializer):
@@ -37,6 +58,9 @@ class ExecuteSerializer(NoUnknownFieldsMixin, serializers.Serializer):
             "Keep standard input open after `stdin` for input sent while the script runs "
             "(POST /api/v1/executions/{id}/input), until its end is sent. Local backend only."
         ),
+    )
+    limits = RequestLimitsSerializer(
+        required=False, help_text="Limits for this run, within the server's maxima."
     )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
@@ -289,6 +313,9 @@ class K8sLimitsSerializer(serializers.Serializer):
     script_bytes = serializers.IntegerField()
     stdin_bytes = serializers.IntegerField()
     network = serializers.BooleanField(help_text="Always false: runs have no network.")
+    maxima = RequestLimitsSerializer(
+        help_text="The most a request's `limits` may ask for (POST /api/v1/execute)."
+    )
 
 
 class ExampleSerializer(serializers.Serializer):

@@ -192,6 +192,7 @@ def run(request: HtmxHttpRequest) -> HttpResponse:
         data["script"],
         data["python_version"],
         data["stdin"],
+        limits=form.asked_limits(),
         interactive=data["interactive"],
         **caller_fields(request),
     )

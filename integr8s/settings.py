@@ -267,6 +267,19 @@ LIMITS = {
     "cpu_request": env("K8S_CPU_REQUEST", "100m"),
     "cpu_limit": env("K8S_CPU_LIMIT", "1000m"),
 }
+# The most a request may ask for (API `limits`, the editor); the defaults above must fit.
+LIMIT_MAXIMA = {
+    "memory_mb": env_number("LIMIT_MAX_MEMORY_MB", 512, 16),
+    "wall_time_s": env_number("LIMIT_MAX_WALL_TIME_S", 30, 0.1, float),
+    "cpu_time_s": env_number("LIMIT_MAX_CPU_TIME_S", 30, 0.1, float),
+    "output_kb": env_number("LIMIT_MAX_OUTPUT_KB", 4096, 1),
+}
+for _name, _maximum in LIMIT_MAXIMA.items():
+    if LIMITS[_name] > _maximum:
+        raise ImproperlyConfigured(
+            f"LIMIT_{_name.upper()}={LIMITS[_name]:g} is above LIMIT_MAX_{_name.upper()}="
+            f"{_maximum:g}: a default must be within its maximum."
+        )
 
 # This installation's name: its run cgroups (and pods) carry it, and start-up clean-up touches
 # only what carries it. Two installations on one host (two checkouts, or one site and its
