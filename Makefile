@@ -38,7 +38,10 @@ $(STAMP): pyproject.toml
 	$(PY) manage.py migrate --no-input -v 0
 	touch $(STAMP)
 
+# The default version's package set is built on first start (about 40 s here); the others
+# with `$(PY) manage.py build_runtimes` (or --python 3.X).
 run: install
+	$(PY) manage.py build_runtimes --default --if-missing
 	$(PY) manage.py serve --port $(PORT)
 
 # As root with apt, installs what the end-to-end tests need; otherwise those tests skip and

@@ -706,8 +706,12 @@ def k8s_limits(request: Request) -> Response:
 @api_view(["GET"])
 def runtime_list(request: Request) -> Response:
     default = runtimes.default_version()
-    versions = [{"version": v, "default": v == default} for v in runtimes.versions()]
-    return Response({"default": default, "versions": versions})
+    local = settings.EXECUTION_BACKEND == "local"  # pods carry their image's packages
+    versions = [
+        {"version": v, "default": v == default, "packages": runtimes.packages(v) if local else []}
+        for v in runtimes.versions()
+    ]
+    return Response(RuntimesSerializer({"default": default, "versions": versions}).data)
 
 
 @extend_schema(summary="Example scripts", responses=ExampleSerializer(many=True))

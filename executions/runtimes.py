@@ -10,11 +10,13 @@ import re
 import shutil
 import subprocess
 from functools import cache
+from importlib import metadata
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from executions.sandbox.contract import Runtime
+from executions.sandbox.local.command import site_dir
 
 SUPPORTED = ("3.8", "3.9", "3.10", "3.11", "3.12", "3.13")
 
@@ -114,3 +116,13 @@ def get(version: str | None, backend: str | None = None) -> Runtime:
     if version not in found:
         raise UnknownVersion(version, list(found))
     return found[version]
+
+
+def packages(version: str) -> list[dict[str, str]]:
+    """The package set build_runtimes installed for version, [{name, version}] by name; [] if
+    none. Read from the set's dist-info each time: a rebuild shows without a restart."""
+    path = site_dir(version)
+    if not os.path.isdir(path):
+        return []
+    found = {d.metadata["Name"]: d.version for d in metadata.distributions(path=[path])}
+    return [{"name": n, "version": found[n]} for n in sorted(found, key=str.lower)]

@@ -282,9 +282,17 @@ class SavedScriptSerializer(NoUnknownFieldsMixin, serializers.ModelSerializer):
         return attrs
 
 
+class PackageSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    version = serializers.CharField()
+
+
 class RuntimeSerializer(serializers.Serializer):
     version = serializers.CharField()
     default = serializers.BooleanField()
+    packages = PackageSerializer(
+        many=True, help_text="Importable besides the standard library (local backend)."
+    )
 
 
 class RuntimesSerializer(serializers.Serializer):

@@ -104,7 +104,33 @@ def _quick(result: RunResult, host: HostContext) -> None:
 
 FAILS = "\n".join  # readability helper for multi-line scripts
 
+PACKAGE_SET_WRITES = """
+import os
+site = "/opt/integr8s/site"
+if not os.path.isdir(site):
+    print("SAFE (no package set built)")
+    raise SystemExit
+attempts = [
+    lambda: open(site + "/evil.py", "w"),
+    lambda: open(site + "/numpy/__init__.py", "a"),
+    lambda: os.mkdir(site + "/evil"),
+    lambda: os.rename(site + "/numpy", site + "/numpy2"),
+    lambda: os.unlink(site + "/numpy/__init__.py"),
+    lambda: os.chmod(site + "/numpy", 0o777),
+    lambda: os.utime(site + "/numpy/__init__.py"),
+]
+wrote = []
+for i, attempt in enumerate(attempts):
+    try:
+        attempt()
+        wrote.append(i)
+    except OSError:
+        pass
+print("WROTE", wrote) if wrote else print("SAFE")
+"""
+
 CASES = [
+    Case("package_set_is_read_only", PACKAGE_SET_WRITES),
     Case(
         "fork_bomb",
         FAILS(

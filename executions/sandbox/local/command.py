@@ -40,7 +40,22 @@ SANDBOX_ENV = {
     "PYTHONUNBUFFERED": "1",
     "PYTHONDONTWRITEBYTECODE": "1",
     "HOME": "/tmp",
+    # BLAS and OpenMP start a thread per core, and fail pthread_create under the process limit.
+    "OPENBLAS_NUM_THREADS": "1",
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    # No display; matplotlib's font cache and config go to the private /tmp.
+    "MPLBACKEND": "Agg",
+    "MPLCONFIGDIR": "/tmp",
 }
+# The package sets build_runtimes installs, RUNTIMES_DIR/<version>/site, and where a sandbox
+# finds its version's set (read-only; the prelude puts it on sys.path). Not under var/ (mode
+# 700, it holds the secret key): the sandbox's host uid must reach it.
+RUNTIMES_DIR = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))),
+    "runtime-packages",
+)
+SITE = "/opt/integr8s/site"
 # What sh and bwrap themselves see: nothing of the worker's environment reaches the sandbox,
 # not even through /proc/1/environ of bubblewrap's pid-1.
 LAUNCH_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
@@ -129,10 +144,35 @@ def sandbox_args(base: list[str], masks: list[str], spec: RunSpec, source: str) 
         "--size", str(limits.tmp_bytes), "--tmpfs", "/tmp",
         "--size", str(shm_bytes), "--tmpfs", "/dev/shm",
         "--perms", "0700", "--size", str(limits.script_bytes + 65536), "--tmpfs", SCRIPT_DIR,
+        *package_binds(spec.runtime.version),
         "--remount-ro", "/dev",
         "--remount-ro", "/",
         "--chdir", "/tmp",
     ]  # fmt: skip
+
+
+def site_dir(version: str) -> str:
+    return os.path.join(RUNTIMES_DIR, version, "site")
+
+
+def package_binds(version: str) -> list[str]:
+    """The version's package set, read-only at SITE, where one was built (and any uid may
+    reach it: the sandbox's host uid has no rights of its own)."""
+    path = site_dir(version)
+    if not os.path.isdir(path) or not all_may_search(path):
+        return []
+    return ["--ro-bind", path, SITE]
+
+
+def all_may_search(path: str) -> bool:
+    while path not in ("/", ""):
+        try:
+            if not os.stat(path).st_mode & 0o001:
+                return False
+        except OSError:
+            return False
+        path = os.path.dirname(path)
+    return True
 
 
 @functools.cache

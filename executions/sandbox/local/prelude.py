@@ -8,7 +8,10 @@
 # 2. Wait for the script on the pipe SCRIPT_FD: a warm sandbox starts before its script exists.
 # 3. Say "started" on the pipe START_FD and close it, before any of the script runs: the
 #    supervisor learns that the sandbox came up from a channel the script can never write.
-# 4. Keep the script at /scripts/script.py for tracebacks' source lines, then run it as
+# 4. Put the runtime's package set (SITE in command.py, bound read-only when one was built)
+#    at the end of sys.path, after the standard library; a script that dies of an import the
+#    set does not have is told, under its traceback, which packages there are.
+# 5. Keep the script at /scripts/script.py for tracebacks' source lines, then run it as
 #    `python /scripts/script.py` would: as __main__, with __file__ and sys.argv set, and
 #    tracebacks that start at the script.
 import _sitebuiltins
@@ -21,15 +24,30 @@ builtins.quit = _sitebuiltins.Quitter("quit", "Ctrl-D (i.e. EOF)")
 builtins.help = _sitebuiltins._Helper()
 
 
-def _excepthook(kind, value, tb, show=sys.__excepthook__):
+# Defaults, not globals: the names below are gone from __main__ once the script runs.
+def _excepthook(kind, value, tb, show=sys.__excepthook__, sys=sys, listdir=posix.listdir):
     # Drop this file's own frame; newer Pythons print value.__traceback__, so set it too.
     if tb is not None:
         tb = tb.tb_next
         value = value.with_traceback(tb)
     show(kind, value, tb)
+    if issubclass(kind, ModuleNotFoundError):
+        try:
+            names = sorted(
+                n.split("-")[0].lower().replace("_", "-")
+                for n in listdir("/opt/integr8s/site")
+                if n.endswith(".dist-info")
+            )
+        except OSError:
+            names = []
+        offered = ", ".join(names) if names else "none"
+        sys.stderr.write(
+            f"\nThis runtime has the standard library and these packages: {offered}.\n"
+        )
 
 
 sys.excepthook = _excepthook
+sys.path.append("/opt/integr8s/site")
 _script_fd, _start_fd = int(sys.argv[1]), int(sys.argv[2])
 sys.argv[:] = ["/scripts/script.py"]
 with open(_script_fd, "rb") as _file:
