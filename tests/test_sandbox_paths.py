@@ -61,9 +61,9 @@ def test_without_cgroups_or_uids(py312):
 def test_a_missing_interpreter_is_a_platform_failure(backend, py312):
     runtime = replace(py312, executable="/nonexistent/python3")
     result = backend.run(spec_for(runtime), threading.Event())
-    assert result.status == "failed" or result.error_type is not None
-    assert "is not installed on this server (/nonexistent/python3)" in (
-        result.errors + (result.output or "") + str(result)
+    assert (result.status, result.error_type) == ("failed", "system_error")
+    assert result.reason == (
+        f"Python {py312.version} is not installed on this server (/nonexistent/python3)."
     )
 
 
@@ -81,8 +81,8 @@ def test_a_launcher_that_cannot_start_frees_its_uid_and_cgroup(backend, py312, m
     monkeypatch.setattr(local, "spawn", broken_spawn)
     run_id = uuid.uuid4().hex
     result = backend.run(spec_for(py312, run_id=run_id), threading.Event())
-    assert "The sandbox could not start" in str(result)
-    assert "Too many open files" in str(result)
+    assert (result.status, result.error_type) == ("failed", "system_error")
+    assert result.reason == "The sandbox could not start: [Errno 24] Too many open files"
     assert all(lease._fd == -1 for lease in leases)  # released
     if backend.hierarchy is not None:
         assert run_id not in run_names(backend)
