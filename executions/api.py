@@ -21,7 +21,13 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import IntegrityError, connection, transaction
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import (
+    FileResponse,
+    HttpRequest,
+    HttpResponse,
+    JsonResponse,
+    StreamingHttpResponse,
+)
 from django.urls import Resolver404, resolve, reverse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
@@ -48,6 +54,7 @@ from executions.models import (
     ExecutionQuerySet,
     InputLine,
     OutputChunk,
+    OutputFile,
     SavedScript,
     Status,
 )
@@ -611,6 +618,33 @@ async def event_stream(
             quiet_since = time.monotonic()
             yield ": still running\n\n"  # a comment: keeps proxies from timing the stream out
         await notify.waiters.wake_or_timeout(key, EVENTS_TICK_S)
+
+
+@extend_schema(
+    summary="An output file of an execution",
+    description=(
+        "A file the script left in /tmp/outputs (listed in the result's `files`), under the "
+        "run's own access rule: 404 for anyone who may not read the run. Raster images are "
+        "served inline (a plot shows in the page); everything else as an attachment."
+    ),
+    parameters=[EXECUTION_ID],
+    responses={(200, "application/octet-stream"): OpenApiTypes.BINARY, 404: NOT_FOUND},
+)
+@api_view(["GET"])
+def execution_file(request: Request, execution_id: str, name: str) -> FileResponse:
+    execution = get_execution(request, execution_id, Execution.objects.visible_to(request))
+    found = execution.files.filter(name=name).first()
+    if found is None:
+        raise exceptions.NotFound(f'This execution has no output file "{name}".')
+    inline = found.content_type in OutputFile.RASTER
+    response = FileResponse(
+        found.file.open("rb"),
+        as_attachment=not inline,
+        filename=found.name,
+        content_type=found.content_type if inline else "application/octet-stream",
+    )
+    response["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    return response
 
 
 @extend_schema(

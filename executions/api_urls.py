@@ -16,6 +16,11 @@ v1 = [
     path("executions/<str:execution_id>/cancel", api.execution_cancel, name="api-execution-cancel"),
     path("executions/<str:execution_id>/retry", api.execution_retry, name="api-execution-retry"),
     path("executions/<str:execution_id>/input", api.execution_input, name="api-execution-input"),
+    path(
+        "executions/<str:execution_id>/files/<str:name>",
+        api.execution_file,
+        name="api-execution-file",
+    ),
     path("executions/<str:execution_id>/events", api.execution_events, name="api-execution-events"),
     path("scripts/", api.SavedScriptList.as_view(), name="api-scripts"),
     path("scripts/<str:script_id>/", api.SavedScriptDetail.as_view(), name="api-script"),

@@ -19,6 +19,8 @@ class Limits:
     output_bytes: int = 1 * MIB
     script_bytes: int = 64 * KIB
     stdin_bytes: int = 64 * KIB
+    output_files: int = 20  # files collected from /tmp/outputs when the run ends
+    files_bytes: int = 8 * MIB  # their size together
     cpu_request: str = "100m"
     cpu_limit: str = "1000m"
 
@@ -45,6 +47,10 @@ class Limits:
             ("Output (stdout + stderr)", human_bytes(self.output_bytes)),
             ("Script size", human_bytes(self.script_bytes)),
             ("Input (stdin) size", human_bytes(self.stdin_bytes)),
+            (
+                "Output files (/tmp/outputs)",
+                f"{self.output_files} files, {human_bytes(self.files_bytes)} together",
+            ),
             ("Network", "none"),
         ]
 
@@ -112,6 +118,8 @@ def current() -> Limits:
         output_bytes=int(c["output_kb"]) * KIB,
         script_bytes=int(c["script_kb"]) * KIB,
         stdin_bytes=int(c["stdin_kb"]) * KIB,
+        output_files=int(c["output_files"]),
+        files_bytes=int(c["files_mb"]) * MIB,
         cpu_request=str(c["cpu_request"]),
         cpu_limit=str(c["cpu_limit"]),
     )

@@ -10,6 +10,7 @@ from django.contrib.auth.signals import user_logged_in
 from django.db import connections, models
 from django.db.models import Count, OuterRef, Q, Subquery, Value
 from django.db.models.functions import Coalesce, Lower
+from django.db.models.signals import post_delete
 from django.dispatch import receiver
 from django.http import HttpRequest
 from django.urls import reverse
@@ -557,6 +558,38 @@ class OutputChunk(models.Model):
 
     def __str__(self) -> str:
         return f"{self.execution_id} #{self.seq} {self.stream}"
+
+
+def output_file_path(instance: "OutputFile", filename: str) -> str:
+    return f"outputs/{instance.execution.execution_id}/{filename}"
+
+
+class OutputFile(models.Model):
+    """A file the script left in /tmp/outputs, kept with its execution (storage API)."""
+
+    RASTER = ("image/png", "image/jpeg", "image/gif", "image/webp")  # shown inline
+
+    execution = models.ForeignKey(Execution, on_delete=models.CASCADE, related_name="files")
+    name = models.CharField(max_length=100)
+    size = models.PositiveIntegerField()
+    content_type = models.CharField(max_length=100)
+    file = models.FileField(upload_to=output_file_path, max_length=300)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["execution", "name"], name="outputfile_name"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.execution_id}/{self.name}"
+
+
+@receiver(post_delete, sender="executions.OutputFile", dispatch_uid="executions.drop_output_file")
+def drop_output_file(sender: type, instance: "OutputFile", **kwargs: Any) -> None:
+    """Files go with their rows, however the rows go (an execution deleted, a purge)."""
+    instance.file.delete(save=False)
 
 
 class InputLine(models.Model):

@@ -166,8 +166,19 @@ class ExecutionListSerializer(BuiltOnceMixin, serializers.ModelSerializer):
         return execution_links(execution, self.context.get("request"))
 
 
+class OutputFileSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    size = serializers.IntegerField(help_text="Bytes.")
+    content_type = serializers.CharField()
+    url = serializers.URLField(help_text="GET it: an attachment, or inline for raster images.")
+
+
 class ExecutionSerializer(ExecutionListSerializer):
     """An execution in full: what ran, what it printed and how it ended."""
+
+    files = serializers.SerializerMethodField(
+        help_text="What the script left in /tmp/outputs (within the output files limits)."
+    )
 
     class Meta(ExecutionListSerializer.Meta):
         fields = (
@@ -176,10 +187,23 @@ class ExecutionSerializer(ExecutionListSerializer):
                 "stdin",
                 "output",
                 "errors",
+                "files",
             ]
             + ExecutionListSerializer.Meta.fields[4:]
         )
         read_only_fields = fields
+
+    @extend_schema_field(OutputFileSerializer(many=True))
+    def get_files(self, execution: Execution) -> list[dict[str, Any]]:
+        request = self.context.get("request")
+        found = []
+        for f in execution.files.all():
+            path = reverse("api-execution-file", args=[execution.execution_id, f.name])
+            url = request.build_absolute_uri(path) if request else path
+            found.append(
+                {"name": f.name, "size": f.size, "content_type": f.content_type, "url": url}
+            )
+        return found
 
     def to_representation(self, instance: Execution) -> dict[str, Any]:
         data = super().to_representation(instance)

@@ -184,6 +184,10 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = BASE_DIR / "staticfiles"
+# Output files of runs, through Django's storage API: the file system by default (under var/,
+# which only the app reads); an S3-compatible store with django-storages in production.
+MEDIA_ROOT = Path(env("MEDIA_ROOT", str(BASE_DIR / "var" / "media")))
+FILES_RETENTION_DAYS = env_number("FILES_RETENTION_DAYS", 30, 1)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
@@ -264,6 +268,8 @@ LIMITS = {
     "output_kb": env_number("LIMIT_OUTPUT_KB", 1024, 1),
     "script_kb": env_number("LIMIT_SCRIPT_KB", 64, 1),
     "stdin_kb": env_number("LIMIT_STDIN_KB", 64, 0),
+    "output_files": env_number("LIMIT_OUTPUT_FILES", 20, 0),
+    "files_mb": env_number("LIMIT_OUTPUT_FILES_MB", 8, 0),
     "cpu_request": env("K8S_CPU_REQUEST", "100m"),
     "cpu_limit": env("K8S_CPU_LIMIT", "1000m"),
 }

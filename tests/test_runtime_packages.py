@@ -82,7 +82,7 @@ def test_the_set_is_bound_read_only_only_where_built(monkeypatch):
 def test_the_sandbox_environment_holds_numeric_threads_to_one():
     env = command.SANDBOX_ENV
     assert env["OPENBLAS_NUM_THREADS"] == env["OMP_NUM_THREADS"] == env["MKL_NUM_THREADS"] == "1"
-    assert (env["MPLBACKEND"], env["MPLCONFIGDIR"]) == ("Agg", "/tmp")
+    assert (env["MPLBACKEND"], env["MPLCONFIGDIR"]) == ("module://integr8s_plots", "/tmp")
 
 
 # --- in the sandbox --------------------------------------------------------------------------
@@ -100,7 +100,7 @@ def test_numpy_pandas_and_matplotlib_import_and_compute(backend, package_set):
     )
     result = run(backend, script, memory_bytes=256 << 20)
     assert result.status == "completed", result
-    assert result.output.split() == ["[0.5,", "0.5]", "6", "2*x", "Agg"]
+    assert result.output.split() == ["[0.5,", "0.5]", "6", "2*x", "module://integr8s_plots"]
 
 
 @pytest.mark.slow

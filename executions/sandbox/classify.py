@@ -86,6 +86,14 @@ def classify(facts: Facts, limits: Limits) -> Verdict:
         )
     if facts.wall_timeout:
         return Verdict(TIMEOUT, TIMEOUT, f"Stopped: ran longer than {limits.wall_time_s:g} s.")
+    if facts.files_capped:
+        return Verdict(
+            FAILED,
+            OUTPUT_LIMIT,
+            f"Its output files were over the limit ({limits.output_files} files, "
+            f"{human_bytes(limits.files_bytes)} together, in /tmp/outputs): only the first that "
+            "fit were kept.",
+        )
     if failed:
         notes = []
         if facts.oom_kills:
@@ -151,6 +159,7 @@ def result(spec: RunSpec, facts: Facts, backend: str = "") -> RunResult:
         peak_memory_kb=facts.peak_memory_kb,
         python_version=spec.runtime.version,
         extra={"backend": backend, **facts.extra},
+        files=facts.files,
     )
 
 

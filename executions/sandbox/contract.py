@@ -88,6 +88,8 @@ class Facts:
     stderr: bytes = b""
     stdout_cut: bool = False  # the stream printed more than was kept
     stderr_cut: bool = False
+    files: list[tuple[str, bytes]] = field(default_factory=list)  # from /tmp/outputs, capped
+    files_capped: bool = False  # there were more (or bigger) output files than the caps
     wall_time_ms: int | None = None
     cpu_time_ms: int | None = None
     peak_memory_kb: int | None = None
@@ -109,10 +111,12 @@ class RunResult:
     python_version: str = ""
     reason: str = ""  # what happened, in words a user understands, when not a plain completion
     extra: dict = field(default_factory=dict)  # backend-specific details for logs
+    files: list[tuple[str, bytes]] = field(default_factory=list)  # (name, contents)
 
     def to_dict(self) -> dict:
         data = asdict(self)
         data.pop("extra")
+        data["files"] = [{"name": name, "size": len(body)} for name, body in self.files]
         return data
 
 

@@ -6,6 +6,7 @@ claim (conditional UPDATE), heartbeat (extend leases, pass on cancel requests) a
 """
 
 import logging
+import mimetypes
 import os
 import signal
 import socket
@@ -20,12 +21,13 @@ from types import FrameType
 from typing import Any
 
 from django.conf import settings
+from django.core.files.base import ContentFile
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import DatabaseError, close_old_connections, connection
 from django.utils import timezone
 
 from executions import metrics, notify, runtimes
-from executions.models import Execution, InputLine, OutputChunk, Worker
+from executions.models import Execution, InputLine, OutputChunk, OutputFile, Worker
 from executions.sandbox import get_backend
 from executions.sandbox.classify import platform_failure
 from executions.sandbox.contract import CANCELLED, Reservation, RunResult, RunSpec
@@ -351,9 +353,27 @@ class Command(BaseCommand):
         if stored:
             # The result holds all of it now: the live view's rows go.
             OutputChunk.objects.filter(execution_id=execution.pk).delete()
+            self.keep_files(execution, result)
             self.record(execution, result)
         else:
             log.warning("result for %s dropped: no longer ours", execution.execution_id)
+
+    @staticmethod
+    def keep_files(execution: Execution, result: RunResult) -> None:
+        """The run's output files, through the storage API; one that cannot be stored is
+        left out and logged (the result says what the run did either way)."""
+        for name, data in result.files:
+            content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
+            try:
+                OutputFile.objects.create(
+                    execution=execution,
+                    name=name,
+                    size=len(data),
+                    content_type=content_type,
+                    file=ContentFile(data, name=name),
+                )
+            except (DatabaseError, OSError):
+                log.exception("run %s: output file %r not kept", execution.execution_id, name)
 
     def sandbox(
         self, execution: Execution, cancel: threading.Event, live: LiveRun | None = None

@@ -11,7 +11,9 @@
 # 4. Put the runtime's package set (SITE in command.py, bound read-only when one was built)
 #    at the end of sys.path, after the standard library; a script that dies of an import the
 #    set does not have is told, under its traceback, which packages there are.
-# 5. Keep the script at /scripts/script.py for tracebacks' source lines, then run it as
+# 5. Register matplotlib's backend (Agg; plt.show() saves PNGs into /tmp/outputs) and make
+#    /tmp/outputs, whose files the platform keeps with the run.
+# 6. Keep the script at /scripts/script.py for tracebacks' source lines, then run it as
 #    `python /scripts/script.py` would: as __main__, with __file__ and sys.argv set, and
 #    tracebacks that start at the script.
 import _sitebuiltins
@@ -46,8 +48,38 @@ def _excepthook(kind, value, tb, show=sys.__excepthook__, sys=sys, listdir=posix
         )
 
 
+class _Plots(type(sys)):  # type: ignore[misc]  # ModuleType, without importing types
+    # matplotlib's backend (MPLBACKEND=module://integr8s_plots): Agg for drawing, imported only
+    # when a script uses matplotlib; plt.show() saves each open figure as a PNG in
+    # /tmp/outputs, which the platform collects when the run ends.
+    shown = 0
+
+    def __getattr__(self, name):
+        # matplotlib reads the backend's names through vars() too: copy Agg's in, once.
+        from matplotlib.backends import backend_agg
+
+        self.__dict__.update(
+            (key, value) for key, value in vars(backend_agg).items() if not key.startswith("__")
+        )
+        self.__dict__["show"] = type(self).show.__get__(self)  # ours, not Agg's
+        return getattr(backend_agg, name)
+
+    def show(self, *args, **kwargs):
+        import matplotlib.pyplot as plt
+
+        for number in plt.get_fignums():
+            type(self).shown += 1
+            plt.figure(number).savefig(f"/tmp/outputs/figure-{type(self).shown}.png")
+        plt.close("all")
+
+
+sys.modules["integr8s_plots"] = _Plots("integr8s_plots")
 sys.excepthook = _excepthook
 sys.path.append("/opt/integr8s/site")
+try:
+    posix.mkdir("/tmp/outputs")  # what the script leaves here is kept with the run
+except OSError:
+    pass
 _script_fd, _start_fd = int(sys.argv[1]), int(sys.argv[2])
 sys.argv[:] = ["/scripts/script.py"]
 with open(_script_fd, "rb") as _file:
@@ -65,6 +97,6 @@ except OSError:
 posix.chmod("/scripts", 0o555)
 _code = compile(_source, "/scripts/script.py", "exec", dont_inherit=True)
 __file__ = "/scripts/script.py"
-del builtins, sys, _sitebuiltins, posix, _excepthook, _script_fd, _start_fd, _file, _source
+del builtins, sys, _sitebuiltins, posix, _excepthook, _Plots, _script_fd, _start_fd, _file, _source
 globals().pop("_copy", None)  # absent when /scripts was full
 exec(globals().pop("_code"))

@@ -9,8 +9,10 @@ takes the whole pid namespace with it; the cgroup is emptied too.
 import codecs
 import contextlib
 import os
+import re
 import selectors
 import signal
+import stat
 import threading
 import time
 from typing import IO
@@ -171,6 +173,57 @@ def _tmp_of(pids: list[int], skip: int) -> int | None:
                 f"/proc/{pid}/root/tmp", os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
             )
     return None
+
+
+OUTPUTS = "outputs"  # /tmp/outputs in the sandbox
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+def collect_outputs(
+    tmp_fd: int | None, count: int, size: int
+) -> tuple[list[tuple[str, bytes]], bool]:
+    """The regular files the script left in /tmp/outputs, read through the handle on its /tmp
+    (the tmpfs lives while the handle is open): (name, contents) by name, at most count files
+    and size bytes together, and whether there was more. Nothing is followed or opened that is
+    not a plain file the script made: links, FIFOs, devices, directories and odd names are
+    passed over; a sparse file is judged by its size, not read past the cap."""
+    if tmp_fd is None or count <= 0:
+        return [], False
+    try:
+        outputs = os.open(OUTPUTS, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=tmp_fd)
+    except OSError:
+        return [], False
+    files: list[tuple[str, bytes]] = []
+    left, capped = size, False
+    try:
+        names = sorted(os.listdir(outputs))
+        for name in names:
+            if not SAFE_NAME.fullmatch(name):
+                continue
+            try:
+                fd = os.open(
+                    name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=outputs
+                )
+            except OSError:
+                continue
+            try:
+                st = os.fstat(fd)
+                if not stat.S_ISREG(st.st_mode):
+                    continue
+                if len(files) >= count or st.st_size > left:
+                    capped = True
+                    continue
+                data = os.read(fd, left + 1)
+                if len(data) > left:
+                    capped = True
+                    continue
+                files.append((name, data))
+                left -= len(data)
+            finally:
+                os.close(fd)
+    finally:
+        os.close(outputs)
+    return files, capped
 
 
 def _full(tmp_fd: int | None) -> bool:
@@ -372,6 +425,9 @@ def supervise(
         facts.wall_time_ms = int((time.monotonic() - (script_started or started)) * 1000)
         facts.extra["cpu_wait_ms"] = int(cpu_wait.waited_s * 1000)
         facts.tmp_full = _full(tmp_fd)
+        facts.files, facts.files_capped = collect_outputs(
+            tmp_fd, limits.output_files, limits.files_bytes
+        )
     finally:
         sel.close()
         for fd in (pidfd, tmp_fd):
