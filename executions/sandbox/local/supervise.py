@@ -43,8 +43,10 @@ class CpuWait:
         self.last: tuple[float, int] | None = None
         self.waited_s = 0.0
 
-    def tick(self, group: RunCgroup) -> float:
-        now, used_ms = time.monotonic(), group.cpu_ms() or 0
+    def tick(self, group: RunCgroup, used_ms: int | None = None) -> float:
+        """Count the tick since the last; used_ms: the run's CPU now, if already read."""
+        now = time.monotonic()
+        used_ms = (group.cpu_ms() or 0) if used_ms is None else used_ms
         if self.last is not None:
             runnable = min(_runnable(group.pids()), self.cores)
             elapsed = now - self.last[0]
@@ -55,6 +57,12 @@ class CpuWait:
         return self.waited_s
 
 
+def _stat_fields(stat: bytes) -> list[bytes]:
+    """/proc/<pid>/stat's fields after the command name (which may hold spaces and ")"):
+    state, ppid, ... (field 3 of proc(5) is index 0)."""
+    return stat[stat.rindex(b")") + 2 :].split()
+
+
 def _runnable(pids: list[int]) -> int:
     count = 0
     for pid in pids:
@@ -63,7 +71,7 @@ def _runnable(pids: list[int]) -> int:
                 stat = f.read()
         except OSError:
             continue
-        if stat[stat.rindex(b")") + 2 : stat.rindex(b")") + 3] == b"R":
+        if _stat_fields(stat)[0] == b"R":
             count += 1
     return count
 
@@ -259,7 +267,7 @@ class TreeCpu:
                         stat = f.read()
                 except OSError:
                     continue
-                fields = stat[stat.rindex(b")") + 2 :].split()
+                fields = _stat_fields(stat)
                 pid = int(entry.name)
                 children.setdefault(int(fields[1]), []).append(pid)
                 ticks[pid] = sum(int(v) for v in fields[11:15])  # utime stime cutime cstime
@@ -325,6 +333,7 @@ def supervise(
         script_started = None
         cpu_wait = CpuWait(cpu_cores(limits.cpu_limit))
         drain_until = None
+        next_tick, used_ms = 0.0, 0  # the CPU and input are looked at once a tick, not each read
         while open_pipes or not exited:
             now = time.monotonic()
             if drain_until is not None:
@@ -332,6 +341,12 @@ def supervise(
                     break
                 wait = drain_until - now
             else:
+                ticked = now >= next_tick
+                if ticked:
+                    next_tick = now + TICK_S
+                    used_ms = cpu_used() or 0
+                    if script_started is not None and group is not None:
+                        cpu_wait.tick(group, used_ms)
                 if cancel.is_set():
                     facts.cancelled = True
                 elif now >= deadline and script_started is None:
@@ -353,7 +368,7 @@ def supervise(
                     facts.waiting_for_input = (
                         stdin.waiting and group is not None and _reading_stdin(group.pids())
                     )
-                elif (cpu_used() or 0) >= cpu_limit_ms:
+                elif ticked and used_ms >= cpu_limit_ms:
                     facts.cpu_exceeded = True
                 if (
                     facts.cancelled
@@ -364,10 +379,8 @@ def supervise(
                     _kill(launcher, pidfd)
                     drain_until = now + KILL_GRACE_S
                     continue
-                wait = min(TICK_S, deadline - now)
-                if script_started is not None and group is not None:
-                    cpu_wait.tick(group)
-                sent = events.poll()
+                wait = min(next_tick, deadline) - now
+                sent = events.poll() if ticked else None
                 if sent is not None:
                     stdin.add(sent)
             if pidfd is None and not exited:  # no pidfd (old kernel): look each pass
@@ -386,7 +399,6 @@ def supervise(
                         deadline = script_started + limits.wall_time_s
                         if group is not None:
                             cpu_wait.tick(group)  # counts from here
-                        if group is not None:
                             tmp_fd = _tmp_of(group.pids(), skip=proc.pid)
                 elif key.data == "in":
                     stdin.write()
