@@ -385,6 +385,13 @@ def execute_now(request: Request) -> Response:
     return response
 
 
+def shown_as(view: Any, drf_view: Any) -> None:
+    """An async view that wraps a DRF one: the schema generator (and anything else that asks)
+    sees the DRF view, its serializers and documentation."""
+    for name in ("cls", "initkwargs", "view_class", "view_initkwargs"):
+        setattr(view, name, getattr(drf_view, name))
+
+
 class Waiting(NamedTuple):
     execution: Execution
     fresh: bool
@@ -409,9 +416,7 @@ async def execute(request: HttpRequest) -> HttpResponse:
     return await sync_to_async(finished)(request, execution, waiting.replayed)
 
 
-# The schema generator (and anything else that asks) sees the DRF view it wraps.
-for _name in ("cls", "initkwargs", "view_class", "view_initkwargs"):
-    setattr(execute, _name, getattr(execute_now, _name))
+shown_as(execute, execute_now)
 
 
 def finished(request: HttpRequest, execution: Execution, replayed: bool) -> JsonResponse:
@@ -577,8 +582,7 @@ async def execution_events(
     return response
 
 
-for _name in ("cls", "initkwargs", "view_class", "view_initkwargs"):
-    setattr(execution_events, _name, getattr(execution_events_check, _name))
+shown_as(execution_events, execution_events_check)
 
 
 def serialized(execution: Execution, request: HttpRequest) -> dict[str, Any]:
