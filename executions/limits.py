@@ -21,6 +21,8 @@ class Limits:
     stdin_bytes: int = 64 * KIB
     output_files: int = 20  # files collected from /tmp/outputs when the run ends
     files_bytes: int = 8 * MIB  # their size together
+    input_files: int = 10  # files a request may bring, read-only in /tmp/inputs
+    input_bytes: int = 512 * KIB  # their size together
     cpu_request: str = "100m"
     cpu_limit: str = "1000m"
 
@@ -50,6 +52,10 @@ class Limits:
             (
                 "Output files (/tmp/outputs)",
                 f"{self.output_files} files, {human_bytes(self.files_bytes)} together",
+            ),
+            (
+                "Input files (/tmp/inputs, read-only)",
+                f"{self.input_files} files, {human_bytes(self.input_bytes)} together",
             ),
             ("Network", "none"),
         ]
@@ -120,6 +126,8 @@ def current() -> Limits:
         stdin_bytes=int(c["stdin_kb"]) * KIB,
         output_files=int(c["output_files"]),
         files_bytes=int(c["files_mb"]) * MIB,
+        input_files=int(c["input_files"]),
+        input_bytes=int(c["input_files_kb"]) * KIB,
         cpu_request=str(c["cpu_request"]),
         cpu_limit=str(c["cpu_limit"]),
     )

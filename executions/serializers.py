@@ -344,6 +344,12 @@ class K8sLimitsSerializer(serializers.Serializer):
     output_bytes = serializers.IntegerField(help_text="stdout and stderr together.")
     script_bytes = serializers.IntegerField()
     stdin_bytes = serializers.IntegerField()
+    output_files = serializers.IntegerField(help_text="Files kept from /tmp/outputs.")
+    files_bytes = serializers.IntegerField(help_text="Those output files' size together.")
+    input_files = serializers.IntegerField(
+        help_text="Files a request may bring (`files`), read-only in /tmp/inputs."
+    )
+    input_bytes = serializers.IntegerField(help_text="Those input files' size together.")
     network = serializers.BooleanField(help_text="Always false: runs have no network.")
     maxima = RequestLimitsSerializer(
         help_text="The most a request's `limits` may ask for (POST /api/v1/execute)."

@@ -270,6 +270,8 @@ LIMITS = {
     "stdin_kb": env_number("LIMIT_STDIN_KB", 64, 0),
     "output_files": env_number("LIMIT_OUTPUT_FILES", 20, 0),
     "files_mb": env_number("LIMIT_OUTPUT_FILES_MB", 8, 0),
+    "input_files": env_number("LIMIT_INPUT_FILES", 10, 0),  # read-only in /tmp/inputs
+    "input_files_kb": env_number("LIMIT_INPUT_FILES_KB", 512, 0),  # their size together
     "cpu_request": env("K8S_CPU_REQUEST", "100m"),
     "cpu_limit": env("K8S_CPU_LIMIT", "1000m"),
 }
@@ -286,6 +288,10 @@ for _name, _maximum in LIMIT_MAXIMA.items():
             f"LIMIT_{_name.upper()}={LIMITS[_name]:g} is above LIMIT_MAX_{_name.upper()}="
             f"{_maximum:g}: a default must be within its maximum."
         )
+# A JSON submission carries its input files in base64 (4 bytes for every 3): room for them.
+DATA_UPLOAD_MAX_MEMORY_SIZE += (
+    4 * 1024 * LIMITS["input_files_kb"] // 3 + 1024 * LIMITS["input_files"]
+)
 
 # This installation's name: its run cgroups (and pods) carry it, and start-up clean-up touches
 # only what carries it. Two installations on one host (two checkouts, or one site and its

@@ -41,6 +41,13 @@ def test_k8s_limits_follow_the_settings(client, settings):
     assert body["wall_time_s"] == 2.5
 
 
+def test_k8s_limits_say_the_file_caps(client, settings):
+    settings.LIMITS = {**settings.LIMITS, "input_files": 3, "input_files_kb": 100}
+    body = client.get("/api/v1/k8s-limits").json()
+    assert (body["input_files"], body["input_bytes"]) == (3, 100 * 1024)
+    assert (body["output_files"], body["files_bytes"]) == (20, 8 * 1024 * 1024)
+
+
 def test_runtimes_mark_the_default(client):
     body = client.get("/api/v1/runtimes").json()
     assert body["default"] == runtimes.default_version()
