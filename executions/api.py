@@ -7,6 +7,8 @@ holds its UUID, and is cancelled, listed and replayed (Idempotency-Key) by the b
 that made it (its session cookie).
 """
 
+import base64
+import hashlib
 import json
 import math
 import time
@@ -40,8 +42,9 @@ from drf_spectacular.utils import (
     extend_schema_view,
 )
 from rest_framework import exceptions, generics, permissions, serializers, status
-from rest_framework.decorators import api_view
+from rest_framework.decorators import api_view, parser_classes
 from rest_framework.pagination import PageNumberPagination
+from rest_framework.parsers import JSONParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
@@ -62,6 +65,7 @@ from executions.serializers import (
     AcceptedSerializer,
     ExampleSerializer,
     ExecuteSerializer,
+    ExecuteUploadSerializer,
     ExecutionFilterSerializer,
     ExecutionListSerializer,
     ExecutionSerializer,
@@ -172,11 +176,13 @@ def same_request(execution: Execution, data: dict[str, Any]) -> bool:
     held = execution.run_limits.to_dict()
     fields = [limits.REQUESTABLE[name][0] for name in data.get("limits") or {}]
     changed = [field for field in fields if held[field] != asked[field]]
-    return not changed and (execution.script, execution.python_version, execution.stdin) == (
-        data["script"],
-        version,
-        data.get("stdin") or "",
-    )
+    files = sorted((name, hashlib.sha256(body).hexdigest()) for name, body in data["files"])
+    return not changed and (
+        execution.script,
+        execution.python_version,
+        execution.stdin,
+        execution.input_digests(),
+    ) == (data["script"], version, data.get("stdin") or "", files)
 
 
 def key_reused(key: str, earlier: Execution) -> Response:
@@ -184,7 +190,8 @@ def key_reused(key: str, earlier: Execution) -> Response:
         {
             "Idempotency-Key": [
                 f'The key "{key}" was used for a different request (execution '
-                f"{earlier.execution_id}: another script, Python version, input or limits). "
+                f"{earlier.execution_id}: another script, Python version, input, input files "
+                "or limits). "
                 "Use a new key for a new request."
             ]
         },
@@ -277,6 +284,33 @@ def full(
     )
 
 
+def submitted(request: Request) -> Any:
+    """The submission as ExecuteSerializer takes it: a JSON body as sent; a multipart form's
+    fields, with `limits` decoded from its JSON text and each `files` part in base64. A
+    multipart body past what a JSON one may be is refused before it is read (Django reads
+    file parts to disk without a cap of its own)."""
+    if not request.content_type.startswith("multipart/"):
+        return request.data
+    if problem := limits.body_too_big(request.META.get("CONTENT_LENGTH")):
+        raise PayloadTooLarge(problem)
+    data: dict[str, Any] = dict(request.POST.items())
+    if "limits" in data:
+        try:
+            data["limits"] = json.loads(data["limits"])
+        except ValueError:
+            raise serializers.ValidationError(
+                {"limits": ['In a form, JSON text: {"memory_mb": 256, "wall_time_s": 10}.']}
+            ) from None
+    uploads = request.FILES.getlist("files")
+    if uploads:
+        data["files"] = [
+            {"name": u.name, "content_base64": base64.b64encode(u.read()).decode()} for u in uploads
+        ]
+    for key in request.FILES:
+        data.setdefault(key, "")  # any other file part: an unknown field, said so
+    return data
+
+
 # --- Executions ------------------------------------------------------------------------------
 
 
@@ -293,9 +327,20 @@ def full(
         "instead of running the script again. A key is remembered for IDEMPOTENCY_KEY_HOURS "
         "(24 h by default); reused in that time with a different script, version or input it "
         "is refused with 422. Replays count against the submission rate, and a caller holds at "
-        "most as many `wait=true` requests at once as it may have runs in flight."
+        "most as many `wait=true` requests at once as it may have runs in flight.\n\n"
+        "Input files: JSON `files: [{name, content_base64}]`, or the same request as a "
+        "multipart form (`limits` as JSON text, each file a `files` part). The script finds "
+        "them read-only in /tmp/inputs (`open('/tmp/inputs/data.csv')`; the working directory "
+        "is /tmp). Names: no path separators, no `..`, no control characters, at most 100 "
+        "characters; at most LIMIT_INPUT_FILES files and LIMIT_INPUT_FILES_KB together (GET "
+        "/api/v1/k8s-limits: `input_files`, `input_bytes`): past them a 400 naming the cap "
+        "(413 for a body too big to read). Retries and Idempotency-Key replays carry the same "
+        "files; a key reused with other files is a 422."
     ),
-    request=ExecuteSerializer,
+    request={
+        "application/json": ExecuteSerializer,
+        "multipart/form-data": ExecuteUploadSerializer,
+    },
     parameters=[
         OpenApiParameter(
             "wait", OpenApiTypes.BOOL, description="Hold the request until the run ends."
@@ -320,7 +365,9 @@ def full(
         ),
         400: VALIDATION_ERROR,
         413: TOO_LARGE,
-        415: OpenApiResponse(DetailSerializer, description="The body is not JSON."),
+        415: OpenApiResponse(
+            DetailSerializer, description="The body is neither JSON nor a multipart form."
+        ),
         422: KEY_REUSED,
         429: THROTTLED,
     },
@@ -338,10 +385,11 @@ def full(
     ],
 )
 @api_view(["POST"])
+@parser_classes([JSONParser, MultiPartParser])
 def execute_now(request: Request) -> Response:
     wait = query_bool(request, "wait")
     key = idempotency_key(request)
-    submission = ExecuteSerializer(data=request.data)
+    submission = ExecuteSerializer(data=submitted(request))
     submission.is_valid(raise_exception=True)
     data = submission.validated_data
 

@@ -5,7 +5,24 @@ from django.db import IntegrityError, transaction
 from django.templatetags.static import static
 
 from executions import limits, runtimes
-from executions.models import Execution, SavedScript, submission_errors
+from executions.models import Execution, SavedScript, input_file_errors, submission_errors
+
+
+class MultipleFileInput(forms.ClearableFileInput):
+    allow_multiple_selected = True
+
+
+class MultipleFileField(forms.FileField):
+    """Any number of files from one <input type=file multiple> (Django's documented recipe)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("widget", MultipleFileInput())
+        kwargs.setdefault("allow_empty_file", True)  # an empty input file is a file too
+        super().__init__(*args, **kwargs)
+
+    def clean(self, data: Any, initial: Any = None) -> list[Any]:
+        pieces = data if isinstance(data, (list, tuple)) else [data]
+        return [f for f in (super(MultipleFileField, self).clean(d, initial) for d in pieces) if f]
 
 
 class RunForm(forms.Form):
@@ -31,6 +48,7 @@ class RunForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 3, "spellcheck": "false"}),
     )
     interactive = forms.BooleanField(required=False, label="Interactive: type input while it runs")
+    uploads = MultipleFileField(required=False, label="Input files")
     # Limits for this run (limits.REQUESTABLE); blank means the default in force.
     memory_mb = forms.IntegerField(required=False, min_value=16, label="Memory (MiB)")
     wall_time_s = forms.FloatField(required=False, min_value=0.1, label="Wall time (s)")
@@ -57,9 +75,18 @@ class RunForm(forms.Form):
             data.get("script", ""), data.get("python_version", ""), data.get("stdin", "")
         ).items():
             self.add_error(field, message)
+        for message in input_file_errors(self.input_files()).values():
+            self.add_error("uploads", message)
         for field, message in limits.request_errors(self.asked_limits()).items():
             self.add_error(field, message)
         return data
+
+    def input_files(self) -> list[tuple[str, bytes]]:
+        """The uploaded input files, (name, contents), read once."""
+        if not hasattr(self, "_input_files"):
+            uploads = self.cleaned_data.get("uploads") or []
+            self._input_files = [(u.name, u.read()) for u in uploads]
+        return self._input_files
 
     def limit_fields(self) -> list[forms.BoundField]:
         return [self[name] for name in limits.REQUESTABLE]

@@ -110,6 +110,26 @@ def for_request(asked: dict | None) -> Limits:
     return replace(base, **changes)
 
 
+def body_too_big(content_length: str | None) -> str | None:
+    """Why a request body of this Content-Length is refused before it is read, in words, or
+    None. A multipart one's file parts would go to disk with no cap of Django's own; a JSON
+    one is held to the same DATA_UPLOAD_MAX_MEMORY_SIZE (which has room for base64 files)."""
+    from django.conf import settings
+
+    cap = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    try:
+        length = int(content_length or 0)
+    except ValueError:
+        return None
+    if length <= cap:
+        return None
+    return (
+        f"The request is {human_bytes(length)}; the most it may be is {human_bytes(cap)} "
+        f"(input files are limited to {human_bytes(current().input_bytes)} together, "
+        "LIMIT_INPUT_FILES_KB)."
+    )
+
+
 def current() -> Limits:
     """The limits in force now."""
     from django.conf import settings

@@ -1,5 +1,8 @@
+import hashlib
 import secrets
+import unicodedata
 import uuid
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Self
 
@@ -7,7 +10,8 @@ from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
 from django.contrib.auth.signals import user_logged_in
-from django.db import connections, models
+from django.core.files.base import ContentFile
+from django.db import connections, models, transaction
 from django.db.models import Count, OuterRef, Q, Subquery, Value
 from django.db.models.functions import Coalesce, Lower
 from django.db.models.signals import post_delete
@@ -73,6 +77,47 @@ def submission_errors(script: str, python_version: str, stdin: str) -> dict[str,
     return errors
 
 
+INPUT_NAME_MAX = 100  # InputFile.name's max_length
+
+
+def input_name_problem(name: str) -> str | None:
+    """Why name cannot be an input file's (it is one file in /tmp/inputs), or None."""
+    if not name:
+        return "A file has no name."
+    if len(name) > INPUT_NAME_MAX:
+        return f'"{name[:20]}…" is longer than {INPUT_NAME_MAX} characters.'
+    if "/" in name or "\\" in name:
+        return f"{name!r} has a path separator: give the file’s name only."
+    if ".." in name or name == ".":
+        return f'"{name}": a name may not be "." or hold "..".'
+    if any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in name):
+        return f"{name!r} has a control character (NUL, a newline, ...)."
+    return None
+
+
+def input_file_errors(files: Sequence[tuple[str, bytes]]) -> dict[str, str]:
+    """What is wrong with a run's input files [(name, contents)], as {"files": message}; {}
+    if fine. The caps are the operator's (LIMIT_INPUT_FILES, LIMIT_INPUT_FILES_KB)."""
+    from executions import limits
+
+    limit = limits.current()
+    problems = [p for p in (input_name_problem(name) for name, _ in files) if p]
+    names = [name for name, _ in files]
+    if twice := sorted({n for n in names if names.count(n) > 1}):
+        problems.append(f"Two files are called {', '.join(twice)}: each name once.")
+    if len(files) > limit.input_files:
+        problems.append(
+            f"{len(files)} input files; the limit is {limit.input_files} files (LIMIT_INPUT_FILES)."
+        )
+    size = sum(len(data) for _, data in files)
+    if size > limit.input_bytes:
+        problems.append(
+            f"The input files are {limits.human_bytes(size)} together; the limit is "
+            f"{limits.human_bytes(limit.input_bytes)} (LIMIT_INPUT_FILES_KB)."
+        )
+    return {"files": " ".join(problems)} if problems else {}
+
+
 def caller_of(fields: dict[str, Any]) -> str:
     """Who a run is queued for, as fair scheduling tells callers apart: a user, else an
     anonymous browser session, else an address."""
@@ -91,17 +136,19 @@ class ExecutionQuerySet(models.QuerySet["Execution"]):
         python_version: str = "",
         stdin: str = "",
         limits: dict[str, float] | None = None,
+        files: list[tuple[str, bytes]] | None = None,
         **fields: Any,
     ) -> "Execution":
-        """Queue a run (call submission_errors() and limits.request_errors() first). limits:
-        what the request asked for ({"memory_mb": 256, ...}), the rest as in force now.
-        Fields: owner, session_key, ..."""
+        """Queue a run (call submission_errors(), input_file_errors() and
+        limits.request_errors() first). limits: what the request asked for ({"memory_mb":
+        256, ...}), the rest as in force now. files: input files, (name, contents). Fields:
+        owner, session_key, ..."""
         from executions import metrics, runtimes
         from executions.limits import for_request
 
         version = python_version or runtimes.default_version()
         fields.setdefault("caller", caller_of(fields))
-        execution = self.create(
+        values = dict(
             script=script,
             python_version=version,
             stdin=stdin or "",
@@ -109,6 +156,20 @@ class ExecutionQuerySet(models.QuerySet["Execution"]):
             backend=settings.EXECUTION_BACKEND,
             **fields,
         )
+        if files:
+            # One transaction: no worker may claim the run before its files are there.
+            with transaction.atomic():
+                execution = self.create(**values)
+                for name, data in files:
+                    InputFile.objects.create(
+                        execution=execution,
+                        name=name,
+                        size=len(data),
+                        sha256=hashlib.sha256(data).hexdigest(),
+                        file=ContentFile(data, name="input"),
+                    )
+        else:
+            execution = self.create(**values)
         metrics.SUBMITTED.labels(python_version=version).inc()
         return execution  # on PostgreSQL a trigger wakes the workers (executions/notify.py)
 
@@ -471,6 +532,7 @@ class Execution(Shareable):
         if not self.is_terminal:
             return f"This execution is still {self.status}; wait for it to end or cancel it first."
         problems = submission_errors(self.script, self.python_version, self.stdin)
+        problems |= input_file_errors(self.input_files_content())
         if problems:
             return "This execution cannot run again: " + " ".join(problems.values())
         return None
@@ -493,7 +555,25 @@ class Execution(Shareable):
             retry_of=self,
         )
         fields.update(overrides)
-        return Execution.objects.submit(self.script, self.python_version, self.stdin, **fields)
+        return Execution.objects.submit(
+            self.script,
+            self.python_version,
+            self.stdin,
+            files=list(self.input_files_content()),
+            **fields,
+        )
+
+    def input_files_content(self) -> tuple[tuple[str, bytes], ...]:
+        """The run's input files as the sandbox takes them: (name, contents), by name."""
+        found = []
+        for item in self.input_files.all():
+            with item.file.open("rb") as f:
+                found.append((item.name, f.read()))
+        return tuple(found)
+
+    def input_digests(self) -> list[tuple[str, str]]:
+        """(name, sha256) of each input file, by name: what tells two requests' files apart."""
+        return list(self.input_files.values_list("name", "sha256"))
 
 
 class SavedScript(Shareable):
@@ -589,6 +669,36 @@ class OutputFile(models.Model):
 @receiver(post_delete, sender="executions.OutputFile", dispatch_uid="executions.drop_output_file")
 def drop_output_file(sender: type, instance: "OutputFile", **kwargs: Any) -> None:
     """Files go with their rows, however the rows go (an execution deleted, a purge)."""
+    instance.file.delete(save=False)
+
+
+def input_file_path(instance: "InputFile", filename: str) -> str:
+    return f"inputs/{instance.execution.execution_id}/{filename}"
+
+
+class InputFile(models.Model):
+    """A file a run brought with it, read-only in /tmp/inputs (storage API). Stored under a
+    name of the storage's choosing; `name` is the one the script sees."""
+
+    execution = models.ForeignKey(Execution, on_delete=models.CASCADE, related_name="input_files")
+    name = models.CharField(max_length=INPUT_NAME_MAX)
+    size = models.PositiveIntegerField()
+    sha256 = models.CharField(max_length=64)
+    file = models.FileField(upload_to=input_file_path, max_length=300)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["execution", "name"], name="inputfile_name"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.execution_id}/{self.name}"
+
+
+@receiver(post_delete, sender="executions.InputFile", dispatch_uid="executions.drop_input_file")
+def drop_input_file(sender: type, instance: "InputFile", **kwargs: Any) -> None:
     instance.file.delete(save=False)
 
 

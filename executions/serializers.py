@@ -1,5 +1,7 @@
 """API serializers: what a client may send, and what it gets back."""
 
+import base64
+import binascii
 import copy
 from typing import Any, ClassVar
 
@@ -11,7 +13,7 @@ from rest_framework.fields import Field
 from rest_framework.request import Request
 
 from executions import limits
-from executions.models import Execution, SavedScript, submission_errors
+from executions.models import Execution, SavedScript, input_file_errors, submission_errors
 from integr8s.api import NoUnknownFieldsMixin, StrictCharField
 
 
@@ -33,6 +35,25 @@ class RequestLimitsSerializer(NoUnknownFieldsMixin, serializers.Serializer):
         if errors:
             raise serializers.ValidationError({k: [v] for k, v in errors.items()})
         return attrs
+
+
+class InputFileUploadSerializer(NoUnknownFieldsMixin, serializers.Serializer):
+    name = StrictCharField(
+        trim_whitespace=False,
+        help_text=(
+            'The file\'s name in /tmp/inputs: no path separators, no "..", no control '
+            "characters, at most 100 characters."
+        ),
+    )
+    content_base64 = StrictCharField(
+        trim_whitespace=False, allow_blank=True, help_text="The file's contents, base64."
+    )
+
+    def validate_content_base64(self, value: str) -> bytes:
+        try:
+            return base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            raise serializers.ValidationError("Not valid base64.") from None
 
 
 class ExecuteSerializer(NoUnknownFieldsMixin, serializers.Serializer):
@@ -62,11 +83,21 @@ class ExecuteSerializer(NoUnknownFieldsMixin, serializers.Serializer):
     limits = RequestLimitsSerializer(
         required=False, help_text="Limits for this run, within the server's maxima."
     )
+    files = InputFileUploadSerializer(
+        many=True,
+        required=False,
+        help_text=(
+            "Input files, read-only in /tmp/inputs (`open('/tmp/inputs/data.csv')`), within "
+            "the input files limits (GET /api/v1/k8s-limits: input_files, input_bytes)."
+        ),
+    )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         errors = submission_errors(
             attrs.get("script", ""), attrs.get("python_version", ""), attrs.get("stdin", "")
         )
+        attrs["files"] = [(f["name"], f["content_base64"]) for f in attrs.get("files") or []]
+        errors |= input_file_errors(attrs["files"])
         if errors:
             raise serializers.ValidationError({k: [v] for k, v in errors.items()})
         if attrs.get("interactive") and settings.EXECUTION_BACKEND != "local":
@@ -173,9 +204,33 @@ class OutputFileSerializer(serializers.Serializer):
     url = serializers.URLField(help_text="GET it: an attachment, or inline for raster images.")
 
 
+class ExecuteUploadSerializer(serializers.Serializer):
+    """For the schema only: POST /api/v1/execute as a multipart form (ExecuteSerializer's
+    fields, `limits` as JSON text, each input file a `files` part)."""
+
+    script = serializers.CharField()
+    python_version = serializers.CharField(required=False)
+    stdin = serializers.CharField(required=False)
+    interactive = serializers.BooleanField(required=False)
+    limits = serializers.CharField(required=False, help_text='JSON text, e.g. {"memory_mb": 256}.')
+    files = serializers.ListField(
+        child=serializers.FileField(),
+        required=False,
+        help_text="Input files, each a part named `files`; read-only in /tmp/inputs.",
+    )
+
+
+class InputFileSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    size = serializers.IntegerField(help_text="Bytes.")
+
+
 class ExecutionSerializer(ExecutionListSerializer):
     """An execution in full: what ran, what it printed and how it ended."""
 
+    input_files = InputFileSerializer(
+        many=True, read_only=True, help_text="The files it was given, read-only in /tmp/inputs."
+    )
     files = serializers.SerializerMethodField(
         help_text="What the script left in /tmp/outputs (within the output files limits)."
     )
@@ -185,6 +240,7 @@ class ExecutionSerializer(ExecutionListSerializer):
             ExecutionListSerializer.Meta.fields[:4]
             + [
                 "stdin",
+                "input_files",
                 "output",
                 "errors",
                 "files",

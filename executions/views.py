@@ -142,6 +142,11 @@ def editor_initial(request: HttpRequest) -> dict[str, Any]:
     return {"script": STARTER_SCRIPT, "python_version": ""}
 
 
+def input_caps() -> str:
+    lim = limits.current()
+    return f"{lim.input_files} files, {limits.human_bytes(lim.input_bytes)} together"
+
+
 def editor_context(request: HttpRequest, form: RunForm, **extra: Any) -> dict[str, Any]:
     version = form["python_version"].value() or runtimes.default_version()
     return {
@@ -149,6 +154,7 @@ def editor_context(request: HttpRequest, form: RunForm, **extra: Any) -> dict[st
         "versions": runtimes.versions(),
         "selected_version": version,
         "limits": limits.current().describe(),
+        "input_caps": input_caps(),
         "examples": examples.EXAMPLES,
         **extra,
     }
@@ -180,7 +186,12 @@ def editor_errors(request: HtmxHttpRequest, form: RunForm, status: int = 400) ->
 
 @require_POST
 def run(request: HtmxHttpRequest) -> HttpResponse:
-    form = RunForm(request.POST)
+    if problem := limits.body_too_big(request.META.get("CONTENT_LENGTH")):
+        form = RunForm()  # nothing of the body is read
+        form.cleaned_data = {}
+        form.add_error(None, problem)
+        return editor_errors(request, form, status=413)
+    form = RunForm(request.POST, request.FILES)
     if not form.is_valid():
         return editor_errors(request, form, status=400)
     refusal = check_submission(request)
@@ -193,6 +204,7 @@ def run(request: HtmxHttpRequest) -> HttpResponse:
         data["python_version"],
         data["stdin"],
         limits=form.asked_limits(),
+        files=form.input_files(),
         interactive=data["interactive"],
         **caller_fields(request),
     )

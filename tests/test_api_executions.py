@@ -117,8 +117,11 @@ def test_deeply_nested_json_is_a_400(client):
     assert "JSON" in r.json()["detail"]
 
 
-def test_a_form_body_is_a_415(client):
-    r = client.post(EXECUTE, {"script": "print(1)"})  # multipart
+def test_an_urlencoded_form_body_is_a_415(client):
+    # JSON, or multipart (which carries input files): nothing else.
+    r = client.generic(
+        "POST", EXECUTE, "script=print(1)", content_type="application/x-www-form-urlencoded"
+    )
     assert r.status_code == 415
     assert "detail" in r.json()
 

@@ -42,6 +42,11 @@ class RunSpec:
     stdin: str = ""
     run_id: str = ""  # the execution id; names cgroups, pods and log lines
     interactive: bool = False  # stdin stays open after `stdin` for input sent while it runs
+    # Input files, (name, contents): read-only in INPUTS_DIR (names checked by the caller).
+    files: tuple[tuple[str, bytes], ...] = ()
+
+
+INPUTS_DIR = "/tmp/inputs"  # where every backend puts a run's input files, read-only
 
 
 class Events(Protocol):

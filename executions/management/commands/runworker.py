@@ -394,6 +394,7 @@ class Command(BaseCommand):
             limits=execution.run_limits,
             run_id=str(execution.execution_id),
             interactive=execution.interactive,
+            files=execution.input_files_content(),
         )
         log.info("run %s start python=%s", spec.run_id, runtime.version)
         try:

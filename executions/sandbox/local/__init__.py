@@ -187,7 +187,9 @@ class LocalBackend(Backend):
             return self._spawn(None, spec)
         recipe = (spec.runtime, spec.limits)
         root = self._root_of(spec.runtime.prefix)
-        spare = self.spares.take(recipe)
+        # A spare's sandbox was made before its run's input files were known: a run with
+        # files starts its own (the ~10 ms the spare saves, for runs that bring files).
+        spare = self.spares.take(recipe) if not spec.files else None
         while spare is not None:
             if (
                 spare.proc.poll() is None

@@ -23,7 +23,7 @@ import os
 import shlex
 import stat
 
-from executions.sandbox.contract import RunSpec
+from executions.sandbox.contract import INPUTS_DIR, RunSpec
 
 BWRAP = "bwrap"
 SH = "/bin/sh"
@@ -149,6 +149,18 @@ def sandbox_args(base: list[str], masks: list[str], spec: RunSpec, source: str) 
         "--remount-ro", "/",
         "--chdir", "/tmp",
     ]  # fmt: skip
+
+
+def input_args(fds: list[tuple[str, int]]) -> list[str]:
+    """bubblewrap's options that put input files (name, memfd holding it) read-only in
+    INPUTS_DIR: each a read-only bind of bubblewrap's copy, in a tmpfs made read-only after
+    (the script can neither change them, nor add, remove or rename anything there)."""
+    if not fds:
+        return []
+    args = ["--perms", "0555", "--size", "65536", "--tmpfs", INPUTS_DIR]
+    for name, fd in fds:
+        args += ["--perms", "0444", "--ro-bind-data", str(fd), f"{INPUTS_DIR}/{name}"]
+    return args + ["--remount-ro", INPUTS_DIR]
 
 
 def site_dir(version: str) -> str:

@@ -122,6 +122,11 @@ def spawn(
     start_r, start_w = os.pipe2(os.O_CLOEXEC)
     try:
         fds += [script_r, start_w]
+        inputs = []
+        for name, data in spec.files:  # bubblewrap copies each, then closes the descriptor
+            inputs.append((name, memfd_with("input", data)))
+            fds.append(inputs[-1][1])
+        args = args + command.input_args(inputs)
         # A file of arguments spares dash reading a long line one byte at a time.
         args_fd = memfd_with("args", "\0".join(args).encode() + b"\0")
         fds.append(args_fd)
