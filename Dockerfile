@@ -37,9 +37,7 @@ ENV HOME=/tmp \
     SECRET_KEY_FILE=/var/lib/integr8s/secret_key
 EXPOSE 8000
 
-# ASGI (uvicorn under gunicorn): wait=true and the events stream wait on the event loop, not
-# in a thread each. One process per container keeps /metrics (per process) whole; scale with
-# more containers.
-CMD ["gunicorn", "integr8s.asgi:application", "--bind=0.0.0.0:8000", \
-     "--worker-class=uvicorn_worker.UvicornWorker", "--workers=1", "--timeout=60", \
-     "--access-logfile=-"]
+# How it serves (ASGI: uvicorn under gunicorn; one process, keep-alive, timeouts):
+# integr8s/gunicorn.py, shared with `manage.py serve` and the Kubernetes Deployment.
+CMD ["gunicorn", "-c", "python:integr8s.gunicorn", "integr8s.asgi:application", \
+     "--bind=0.0.0.0:8000"]

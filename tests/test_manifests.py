@@ -143,7 +143,7 @@ def test_web_is_probed_and_served(rendered):
     web = container(find(objects, "Deployment", "web"))
     assert web["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert web["readinessProbe"]["httpGet"]["path"] == "/readyz"
-    assert "--worker-class=uvicorn_worker.UvicornWorker" in web["args"]
+    assert web["args"][:3] == ["gunicorn", "-c", "python:integr8s.gunicorn"]
     assert "integr8s.asgi:application" in web["args"]
     service = find(objects, "Service", "web")
     ingress = find(objects, "Ingress", "web")
@@ -211,11 +211,19 @@ def test_the_readme_explains_every_overlay():
 REPO = Path(__file__).resolve().parents[1]
 
 
+def test_one_serving_configuration_asgi_with_a_long_keep_alive():
+    from integr8s import gunicorn
+
+    assert gunicorn.worker_class == "uvicorn_worker.UvicornWorker"
+    assert gunicorn.workers == 1 and gunicorn.keepalive >= 60
+
+
 def test_the_dockerfile_builds_the_app_image():
     text = (REPO / "Dockerfile").read_text()
     assert text.startswith("#") and "FROM python:3.13-slim" in text
     assert "pip install ." in text and "collectstatic" in text
-    assert "gunicorn" in text and "integr8s.asgi:application" in text and "Uvicorn" in text
+    assert "gunicorn" in text and "integr8s.asgi:application" in text
+    assert "python:integr8s.gunicorn" in text  # the one serving configuration (ASGI)
     assert "USER 10001" in text
 
 

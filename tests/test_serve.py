@@ -1,5 +1,6 @@
 """`make run`'s command: web server and worker together, stopped together by Ctrl+C."""
 
+import http.client
 import json
 import os
 import signal
@@ -74,6 +75,20 @@ def test_serve_runs_web_and_worker_restarts_a_dead_worker_and_stops_both_on_ctrl
             f"{base}/api/v1/execute?wait=true", json.dumps({"script": "print(6 * 7)"}).encode()
         )
         assert (status, result["status"], result["output"]) == (200, "completed", "42\n")
+
+        # A connection left idle for a few seconds is still open for the next request: a
+        # POST on one the server had closed is lost (a client may not send it again).
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+        conn.request("GET", "/healthz")
+        assert conn.getresponse().read() and conn.sock is not None
+        time.sleep(3)  # longer than gunicorn's default keep-alive (2 s)
+        conn.request(
+            "POST", "/api/v1/execute", body=b'{"script": "print(1)"}',
+            headers={"Content-Type": "application/json"},
+        )  # fmt: skip
+        answer = conn.getresponse()
+        assert answer.status == 202, answer.read()
+        conn.close()
 
         # The worker's own metrics, on loopback: what it finished.
         with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/", timeout=10) as r:

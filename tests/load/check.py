@@ -66,6 +66,7 @@ class Requests:
     refused: Counter = field(default_factory=Counter)  # {429: n, 503: n}
     server_errors: Counter = field(default_factory=Counter)  # {500: n, ...}
     other_failures: Counter = field(default_factory=Counter)  # {"HTTP 403": n, "no response": n}
+    unanswered: Counter = field(default_factory=Counter)  # {"POST /api/...: no response: ...": n}
     run_problems: Counter = field(default_factory=Counter)  # wrong, as the clients saw them
     late: Counter = field(default_factory=Counter)  # starved or given up, as clients saw them
     exceptions: int = 0
@@ -127,6 +128,7 @@ def read_reports(report_dir: Path, prefix: str = "locust") -> Requests:
                 seen.other_failures[f"HTTP {code.group(1)}"] += n
         elif "no response" in error:
             seen.other_failures["no response"] += n
+            seen.unanswered[f"{row['Method']} {row['Name']}: {error}"[:200]] += n
         else:
             seen.other_failures[error[:80]] += n
     seen.exceptions = sum(
@@ -297,6 +299,8 @@ def report(seen: Requests, runs: Runs, found: list[str], out, strict: bool = Fal
         out.write(f"  client: {n} × {error}\n")
     for error, n in list(seen.other_failures.items())[:5]:
         out.write(f"  request: {n} × {error}\n")
+    for error, n in list(seen.unanswered.items())[:5]:
+        out.write(f"    {n} × {error}\n")
     out.write("\n")
     if found:
         out.write("verdict: FAIL\n" + "".join(f"  - {p}\n" for p in found))

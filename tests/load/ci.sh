@@ -2,7 +2,7 @@
 # CI's load test (.ci/run): the site on a scratch PostgreSQL database, served the way
 # `make run` serves it (manage.py serve: the web server and a worker) plus a second worker;
 # then the smoke profile and a burst of 50 users for 60 s (tests/load/run.sh), each checked
-# against the database. Fails on any 5xx other than counted 429/503 refusals, on any other
+# against the database (LOAD_PROFILES="heavy" RUN_TIME=3m runs others on the same setup). Fails on any 5xx other than counted 429/503 refusals, on any other
 # failed request, and on any lost, stuck or wrong run. Reports: artifacts/load/ci-<time>/.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -72,8 +72,9 @@ if ! ready; then
 fi
 
 status=0
-PROFILE=smoke HOST=$host REPORT_DIR=$out/smoke PY=$PY tests/load/run.sh || status=1
-PROFILE=burst HOST=$host REPORT_DIR=$out/burst PY=$PY tests/load/run.sh || status=1
+for profile in ${LOAD_PROFILES:-smoke burst}; do
+    PROFILE=$profile HOST=$host REPORT_DIR=$out/$profile PY=$PY tests/load/run.sh || status=1
+done
 stop
 errors=$(grep -c " ERROR " "$out/serve.log" "$out/worker-2.log" | paste -sd' ')
 echo "Error lines in the site's logs: $errors (serve.log, worker-2.log in $out)"

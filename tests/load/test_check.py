@@ -136,6 +136,7 @@ def test_other_failures_and_locustfile_errors_fail_it(tmp_path, since):
 
     assert code == 1
     assert "2 other failed requests" in out
+    assert "1 × GET /: CatchResponseError('no response: ConnectionRefusedError()')" in out
     assert "1 runs ended wrong for a client" in out
     assert "1 errors in the locustfile" in out
 

@@ -64,10 +64,6 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
         parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", 8000)))
-        # One process keeps /metrics whole (prometheus_client counts per process).
-        parser.add_argument(
-            "--web-processes", type=int, default=int(os.environ.get("WEB_PROCESSES", 1))
-        )
         parser.add_argument("--concurrency", type=int, default=settings.WORKER_CONCURRENCY)
         # The worker's own metrics (finished runs, run time, queue wait): a second scrape
         # target beside the web's /metrics, on loopback. 0 turns it off.
@@ -80,15 +76,10 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         call_command("migrate", interactive=False, verbosity=0)
         bind = f"{options['host']}:{options['port']}"
-        # ASGI (uvicorn under gunicorn): wait=true and the events stream wait on the event
-        # loop, not in a thread each; other views run in threads of their own.
+        # How it serves (ASGI, processes, keep-alive, timeouts): integr8s/gunicorn.py.
         web = [
-            sys.executable, "-m", "gunicorn", "integr8s.asgi:application",
-            "--bind", bind,
-            "--worker-class", "uvicorn_worker.UvicornWorker",
-            "--workers", str(options["web_processes"]),
-            "--access-logfile", "-",
-            "--graceful-timeout", "20",
+            sys.executable, "-m", "gunicorn", "-c", "python:integr8s.gunicorn",
+            "integr8s.asgi:application", "--bind", bind,
         ]  # fmt: skip
         worker = [
             sys.executable, "manage.py", "runworker",
