@@ -665,6 +665,10 @@ class OutputFile(models.Model):
     def __str__(self) -> str:
         return f"{self.execution_id}/{self.name}"
 
+    @property
+    def is_raster(self) -> bool:
+        return self.content_type in self.RASTER
+
 
 @receiver(post_delete, sender="executions.OutputFile", dispatch_uid="executions.drop_output_file")
 def drop_output_file(sender: type, instance: "OutputFile", **kwargs: Any) -> None:

@@ -5,6 +5,7 @@ from executions import views
 urlpatterns = [
     path("", views.editor, name="editor"),
     path("run", views.run, name="run"),
+    path("packages", views.editor_packages, name="editor-packages"),
     path("examples/<slug:slug>", views.example, name="example"),
     path("executions/", views.history, name="history"),
     path("executions/<uuid:execution_id>/", views.execution_detail, name="execution-detail"),

@@ -8,6 +8,7 @@ import uuid
 from typing import Any
 from urllib.parse import urlsplit
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
@@ -147,10 +148,22 @@ def input_caps() -> str:
     return f"{lim.input_files} files, {limits.human_bytes(lim.input_bytes)} together"
 
 
+def packages_context(version: str) -> dict[str, Any]:
+    """The package set the editor shows for version: what GET /api/v1/runtimes lists (local
+    backend only: a pod has its image's packages)."""
+    local = settings.EXECUTION_BACKEND == "local"
+    return {
+        "packages_version": version,
+        "packages_local": local,
+        "packages": runtimes.packages(version) if local and version in runtimes.versions() else [],
+    }
+
+
 def editor_context(request: HttpRequest, form: RunForm, **extra: Any) -> dict[str, Any]:
     version = form["python_version"].value() or runtimes.default_version()
     return {
         "form": form,
+        **packages_context(version),
         "versions": runtimes.versions(),
         "selected_version": version,
         "limits": limits.current().describe(),
@@ -172,6 +185,13 @@ def editor(request: HttpRequest) -> HttpResponse:
         **(result_context(request, source) if source is not None else {}),
     )
     return render(request, "executions/editor.html", context)
+
+
+@require_safe
+def editor_packages(request: HtmxHttpRequest) -> HttpResponse:
+    """The editor's package list for another Python version (the version picker asks)."""
+    version = request.GET.get("python_version") or runtimes.default_version()
+    return render(request, "executions/editor.html#packages", packages_context(version))
 
 
 def editor_errors(request: HtmxHttpRequest, form: RunForm, status: int = 400) -> HttpResponse:

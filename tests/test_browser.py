@@ -359,3 +359,32 @@ def test_esc_then_tab_leaves_the_editor_as_the_hint_says(page, site):
     page.keyboard.press("Escape")
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.closest('.code-editor__host') === null")
+
+
+def test_a_plot_shows_as_an_image_in_the_result(page, site, settings, tmp_path):
+    version = runtimes.default_version()
+    if not (ROOT / "runtime-packages" / version / "site" / "matplotlib").is_dir():
+        pytest.skip(f"no package set with matplotlib for {version} (manage.py build_runtimes)")
+    settings.MEDIA_ROOT = str(tmp_path)
+    page.goto(site + "/")
+    packages = page.locator("[data-testid=packages]")
+    assert f"Packages for Python {version}" in packages.inner_text()
+    packages.locator("summary").click()
+    assert "matplotlib" in packages.inner_text()
+    type_script(
+        page,
+        "import matplotlib.pyplot as plt\nplt.plot([1, 2, 3], [1, 4, 9])\nplt.show()\n"
+        "open('/tmp/outputs/notes.txt', 'w').write('three points')\n",
+    )
+    page.select_option("select[name=python_version]", version)
+    page.click("#run-button")
+    wait_for_run(page, "completed")
+    image = page.locator("#result [data-testid=output-image]")
+    assert image.get_attribute("src").endswith("/files/figure-1.png")
+    # Loaded and decoded: the endpoint served a real PNG to the page's session.
+    page.wait_for_function(
+        "() => { const i = document.querySelector('#result [data-testid=output-image]');"
+        " return i && i.complete && i.naturalWidth > 0; }"
+    )
+    link = page.locator("#result [data-testid=output-files] a[download]")
+    assert link.inner_text() == "notes.txt"

@@ -156,3 +156,32 @@ def test_files_go_with_their_execution_and_old_ones_are_purged(alice, settings, 
     path = OutputFile.objects.get(execution=again).file.path
     again.delete()
     assert not os.path.exists(path)
+
+
+PLOT = "import matplotlib.pyplot as plt\nplt.plot([1, 2, 3], [1, 4, 9])\nplt.show()\n"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_result_panel_shows_images_inline_and_links_the_rest(alice, bob, settings, tmp_path):
+    if not has_matplotlib():
+        pytest.skip("no package set with matplotlib built (python manage.py build_runtimes)")
+    from django.test import Client
+
+    settings.MEDIA_ROOT = str(tmp_path)
+    script = PLOT + "open('/tmp/outputs/data.csv', 'w').write('x,y\\n1,1\\n')\n"
+    execution = Execution.objects.submit(script, owner=alice)
+    call_command("runworker", once=True, stdout=StringIO())
+    page = Client()
+    page.force_login(alice)
+    html = page.get(execution.get_absolute_url()).content.decode()
+    base = f"/api/v1/executions/{execution.execution_id}/files"
+    assert f'<img src="{base}/figure-1.png"' in html
+    link = f'<a href="{base}/data.csv" download>data.csv</a> <span class="muted">8 bytes</span>'
+    assert link in html
+    assert f'<img src="{base}/data.csv"' not in html
+    png = page.get(f"{base}/figure-1.png")  # what the <img> loads, with the page's session
+    assert png.status_code == 200 and png["Content-Type"] == "image/png"
+    other = Client()
+    other.force_login(bob)
+    assert other.get(execution.get_absolute_url()).status_code == 404
+    assert other.get(f"{base}/figure-1.png").status_code == 404

@@ -196,3 +196,19 @@ def test_opening_a_run_in_the_editor_shows_its_result(client):
     html = client.get(reverse("editor"), {"from": str(run.execution_id)}).content.decode()
     assert "the old output" in html
     assert 'id="result"' in html and "Run again" in html
+
+
+@pytest.mark.django_db
+def test_the_editor_shows_the_selected_runtimes_packages(client, monkeypatch):
+    listed = {"3.12": [{"name": "numpy", "version": "2.1.3"}], "3.9": []}
+    monkeypatch.setattr(runtimes, "packages", lambda version: listed.get(version, []))
+    monkeypatch.setattr(runtimes, "versions", lambda *a: ["3.9", "3.12"])
+    monkeypatch.setattr(runtimes, "default_version", lambda *a: "3.12")
+    html = client.get("/").content.decode()
+    assert "Packages for Python 3.12" in html and "numpy" in html and "2.1.3" in html
+    other = client.get("/packages?python_version=3.9", headers={"HX-Request": "true"})
+    assert other.status_code == 200
+    text = other.content.decode()
+    assert "Packages for Python 3.9" in text and "standard library only" in text
+    assert "numpy" not in text and "<html" not in text
+    assert client.post("/packages").status_code == 405
