@@ -129,13 +129,17 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 20,
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
-else:
-    # The web server is ASGI: a sync view runs in a thread of its own request, so connections
-    # kept per thread would be made anew each request. A pool keeps them instead.
+# The web server's threads for synchronous views (integr8s/asgi.py); views that wait run on
+# its event loop and hold none.
+WEB_THREADS = env_number("WEB_THREADS", 16, 1)
+if DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3":
+    # A waiting (async) view's queries run in a thread of that request's own, so connections
+    # kept per thread would be made anew each request. A pool keeps them instead, with room
+    # for every web thread and the waits besides.
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": 2,
-        "max_size": env_number("DATABASE_POOL_SIZE", 20, 2),
+        "max_size": env_number("DATABASE_POOL_SIZE", WEB_THREADS + 8, 2),
         "timeout": 10,
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

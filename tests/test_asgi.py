@@ -1,0 +1,116 @@
+"""The web server's ASGI application (integr8s/asgi.py): synchronous views in one thread of a
+fixed pool, as under WSGI; views that wait on the event loop through Django's handler."""
+
+import asyncio
+import json
+import threading
+from pathlib import Path
+
+import pytest
+
+from integr8s import asgi
+
+STATIC = Path(__file__).resolve().parent.parent / "static"
+
+
+def call(method: str, path: str, body: bytes = b"", headers=(), query: bytes = b""):
+    """One request through the application: (status, headers, body)."""
+    messages: list[dict] = []
+    incoming = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def receive():
+        if incoming:
+            return incoming.pop()
+        await asyncio.sleep(3600)  # the client stays; a disconnect is not this test's case
+
+    async def send(message):
+        messages.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": query,
+        "root_path": "",
+        "headers": [(b"host", b"localhost"), (b"content-length", b"%d" % len(body)), *headers],
+        "client": ("127.0.0.1", 40000),
+        "server": ("localhost", 80),
+    }
+    asyncio.run(asgi.application(scope, receive, send))
+    start, *bodies = messages
+    assert start["type"] == "http.response.start"
+    assert bodies[-1].get("more_body", False) is False
+    return (
+        start["status"],
+        {k.lower(): v for k, v in start["headers"]},
+        b"".join(m.get("body", b"") for m in bodies),
+    )
+
+
+def test_views_that_wait_are_told_from_the_others():
+    assert asgi.waits("/api/v1/execute")
+    assert asgi.waits("/api/v1/executions/00000000-0000-4000-8000-000000000000/events")
+    assert not asgi.waits("/healthz")
+    assert not asgi.waits("/api/v1/result/00000000-0000-4000-8000-000000000000")
+    assert not asgi.waits("/no/such/page")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_synchronous_view_is_served_in_a_thread_of_the_pool(monkeypatch):
+    seen = []
+    respond = asgi.application.respond
+
+    def spy(*args):
+        seen.append(threading.current_thread().name)
+        return respond(*args)
+
+    monkeypatch.setattr(asgi.application, "respond", spy)
+    code, headers, body = call("GET", "/healthz")
+    assert code == 200 and json.loads(body)["status"] == "ok"
+    assert seen and seen[0].startswith("web")
+    assert headers[b"x-content-type-options"] == b"nosniff"  # the middleware chain ran
+
+
+@pytest.mark.django_db(transaction=True)
+def test_cookies_and_a_request_body_reach_and_leave_a_synchronous_view():
+    code, headers, body = call("GET", "/accounts/login/")
+    assert code == 200 and b"csrfmiddlewaretoken" in body
+    assert headers[b"set-cookie"].startswith(b"csrftoken=")
+    code, _, body = call(
+        "POST",
+        "/api/v1/auth/register",
+        body=b'{"username": "x", ',
+        headers=[(b"content-type", b"application/json")],
+    )
+    assert code == 400 and b"JSON parse error" in body
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_streaming_response_arrives_whole():
+    code, headers, body = call("GET", "/static/css/site.css")
+    assert code == 200
+    assert body == (STATIC / "css" / "site.css").read_bytes()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_view_that_waits_is_served_by_djangos_handler(monkeypatch):
+    served = []
+    handle = asgi.ASGIHandler.handle
+
+    async def spy(self, scope, receive, send):
+        served.append(scope["path"])
+        return await handle(self, scope, receive, send)
+
+    monkeypatch.setattr(asgi.ASGIHandler, "handle", spy)
+    code, _, body = call(
+        "POST",
+        "/api/v1/execute",
+        body=b'{"script": "print(1)"}',
+        headers=[(b"content-type", b"application/json")],
+    )
+    assert code == 202 and json.loads(body)["status"] == "queued"
+    assert served == ["/api/v1/execute"]
