@@ -118,7 +118,7 @@ def test_run_with_htmx_returns_the_result_partial(client):
     assert "<html" not in html
     assert 'id="result"' in html
     assert f'hx-get="{run.get_absolute_url()}"' in html
-    assert 'hx-trigger="load delay:300ms"' in html
+    assert 'hx-trigger="load delay:1000ms"' in html  # queued: its start is all that changes
     assert 'hx-swap-oob="true"' in html  # clears old errors next to the editor
     trigger = json.loads(response["HX-Trigger"])
     assert trigger == {"execution-submitted": {"execution_id": str(run.execution_id)}}

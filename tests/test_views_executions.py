@@ -66,6 +66,12 @@ def test_a_running_run_polls_and_refreshes_without_js(client):
     assert "Running" in html
 
 
+def test_a_queued_run_polls_less_often_than_a_running_one(client):
+    run = run_of(status="queued")
+    html = client.get(run.get_absolute_url()).content.decode()
+    assert 'hx-trigger="load delay:1000ms"' in html
+
+
 def test_htmx_polling_gets_only_the_partial_and_stops_when_done(client):
     run = run_of(status="running")
     html = client.get(run.get_absolute_url(), **HTMX).content.decode()

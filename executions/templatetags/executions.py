@@ -153,3 +153,15 @@ def running_for(execution: Execution) -> str:
 
     elapsed = max((timezone.now() - execution.started_at).total_seconds(), 0.0)
     return f"{elapsed:.1f} s"
+
+
+# How often the page asks for a run's live part: its output while it runs, often enough to
+# read as live; while it waits for a worker only its start can change, so a slower tick (on a
+# busy site, where runs queue for seconds, most of the page's polls are of queued runs).
+POLL_RUNNING_MS = 300
+POLL_QUEUED_MS = 1000
+
+
+@register.filter
+def poll_ms(execution: Execution) -> int:
+    return POLL_QUEUED_MS if execution.status == Execution.Status.QUEUED else POLL_RUNNING_MS

@@ -252,8 +252,8 @@ class Browser(Site):
     def follow_partial(
         self, kind: scripts.Kind, execution_id: str, html: str, started: float, current: str
     ) -> None:
-        """As the page does: while the result section asks (hx-get, `load delay:300ms`), wait
-        that long and fetch it again."""
+        """As the page does: while the live part of the result asks (#live: hx-get, `load
+        delay:<ms>`), wait that long and fetch it again, as htmx does (HX-Target: live)."""
         url = f"/executions/{execution_id}/"
         while True:
             found = STATUS.search(html)
@@ -270,7 +270,7 @@ class Browser(Site):
                 "GET",
                 url,
                 name="/executions/[id]/ (htmx poll)",
-                headers=self.htmx("result", "result", current),
+                headers=self.htmx("live", "live", current),
             )
             if response is None:
                 return
