@@ -244,7 +244,7 @@ async def wait_for(execution: Execution, fresh: bool = False) -> Execution:
     look = not fresh  # a run queued a moment ago cannot have ended yet
     while True:
         if look:
-            seen = await Execution.objects.filter(pk=execution.pk).afirst()
+            seen = await Execution.objects.with_file_flags().filter(pk=execution.pk).afirst()
             if seen is None:  # deleted meanwhile (by an operator)
                 raise exceptions.NotFound("This execution was deleted.")
             if seen.status == Status.RUNNING and row.status != seen.status:
@@ -486,9 +486,8 @@ def finished(request: HttpRequest, execution: Execution, replayed: bool) -> Json
 )
 @api_view(["GET"])
 def result(request: Request, execution_id: str) -> Response:
-    return full(
-        get_execution(request, execution_id, Execution.objects.visible_to(request)), request
-    )
+    among = Execution.objects.visible_to(request).with_file_flags()
+    return full(get_execution(request, execution_id, among), request)
 
 
 class PaginatedExecutionListSerializer(serializers.Serializer):

@@ -130,6 +130,16 @@ def caller_of(fields: dict[str, Any]) -> str:
 
 
 class ExecutionQuerySet(models.QuerySet["Execution"]):
+    def with_file_flags(self) -> Self:
+        """Whether each has output and input files, in the same query: most runs have none,
+        and a result then reads no file table (ExecutionSerializer looks at the flags)."""
+        return self.annotate(
+            has_files=models.Exists(OutputFile.objects.filter(execution=models.OuterRef("pk"))),
+            has_input_files=models.Exists(
+                InputFile.objects.filter(execution=models.OuterRef("pk"))
+            ),
+        )
+
     def submit(
         self,
         script: str,

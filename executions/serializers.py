@@ -228,8 +228,8 @@ class InputFileSerializer(serializers.Serializer):
 class ExecutionSerializer(ExecutionListSerializer):
     """An execution in full: what ran, what it printed and how it ended."""
 
-    input_files = InputFileSerializer(
-        many=True, read_only=True, help_text="The files it was given, read-only in /tmp/inputs."
+    input_files = serializers.SerializerMethodField(
+        help_text="The files it was given, read-only in /tmp/inputs."
     )
     files = serializers.SerializerMethodField(
         help_text="What the script left in /tmp/outputs (within the output files limits)."
@@ -249,8 +249,18 @@ class ExecutionSerializer(ExecutionListSerializer):
         )
         read_only_fields = fields
 
+    # has_files, has_input_files: from Execution.objects.with_file_flags(), when it was read
+    # that way; without them the tables are read.
+    @extend_schema_field(InputFileSerializer(many=True))
+    def get_input_files(self, execution: Execution) -> list[dict[str, Any]]:
+        if not getattr(execution, "has_input_files", True):
+            return []
+        return list(InputFileSerializer(execution.input_files.all(), many=True).data)
+
     @extend_schema_field(OutputFileSerializer(many=True))
     def get_files(self, execution: Execution) -> list[dict[str, Any]]:
+        if not getattr(execution, "has_files", True):
+            return []
         request = self.context.get("request")
         found = []
         for f in execution.files.all():
