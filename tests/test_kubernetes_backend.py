@@ -1,5 +1,6 @@
 """The kubernetes backend through the real `kubernetes` client against kmock (tests/k8s/fake.py)."""
 
+import base64
 import threading
 import time
 
@@ -257,7 +258,7 @@ def test_the_watch_survives_a_transient_500(cluster, kubelet):
 def test_logs_are_read_with_a_byte_cap(cluster, kubelet):
     huge = lambda n: envelope(n, "O", b"y" * 60_000) * 100  # noqa: E731
     kubelet(scripted(huge))
-    s = spec(output_bytes=1024)
+    s = spec(output_bytes=1024, files_bytes=1024)  # the cap has room for files too
     result = run(backend_for(cluster), s)
     assert cluster.server.log_requests[-1]["limitBytes"] == str(log_cap(s))
     assert (result.status, result.error_type) == ("failed", "output_limit")
@@ -366,3 +367,77 @@ def test_only_the_last_result_line_with_the_nonce_counts():
     )
     out, err, result = parse_envelope(log, "n1")
     assert (out, err, result) == (b"a", b"b", {"exit_code": 0})
+
+
+# --- files in and out -------------------------------------------------------------------------
+
+
+def test_input_files_travel_as_binary_data_mounted_read_only(cluster, kubelet):
+    seen = {}
+
+    def scenario(k, pod):
+        seen["pod"], seen["cm"] = pod, k.config_map(pod)
+        run_wrapper(k, pod)
+
+    kubelet(scenario)
+    files = (("cities.csv", b"city\nLyon\n"), ("raw data.bin", bytes(range(256))))
+    s = RunSpec(script="print(1)", runtime=RUNTIME, limits=Limits(), run_id="files-in", files=files)
+    assert run(backend_for(cluster), s).status == "completed"
+    cm, pod = seen["cm"], seen["pod"]
+    assert {k: base64.b64decode(v) for k, v in cm["binaryData"].items()} == {
+        "input-0": b"city\nLyon\n",
+        "input-1": bytes(range(256)),
+    }
+    volumes = {v["name"]: v["configMap"] for v in pod["spec"]["volumes"] if "configMap" in v}
+    assert volumes["inputs"]["items"] == [
+        {"key": "input-0", "path": "cities.csv"},
+        {"key": "input-1", "path": "raw data.bin"},
+    ]
+    assert [i["key"] for i in volumes["code"]["items"]] == ["wrapper.py", "script.py", "stdin"]
+    mounts = {m["name"]: m for m in pod["spec"]["containers"][0]["volumeMounts"]}
+    assert mounts["inputs"] == {"name": "inputs", "mountPath": "/tmp/inputs", "readOnly": True}
+
+
+def test_input_files_past_a_config_maps_budget_are_a_system_error(cluster):
+    big = (("big.bin", b"x" * (1024 * 1024)),)
+    s = RunSpec(script="print(1)", runtime=RUNTIME, limits=Limits(), run_id="too-big", files=big)
+    result = run(backend_for(cluster), s)
+    assert (result.status, result.error_type) == ("failed", "system_error")
+    assert "more than a pod's ConfigMap holds" in result.reason
+    assert_nothing_left(cluster)
+
+
+def test_output_files_come_back_through_the_log_within_the_caps(cluster, kubelet):
+    def log(nonce):
+        lines = [
+            envelope(nonce, "F", b"a.txt\0al"),
+            envelope(nonce, "F", b"a.txt\0pha"),
+            envelope(nonce, "F", b"empty\0"),
+            envelope(nonce, "F", b"../escape\0x"),  # a name the wrapper never sends: dropped
+            envelope("not-the-nonce", "F", b"forged\0x"),
+            envelope(nonce, "R", b'{"exit_code": 0, "files_capped": false}'),
+        ]
+        return b"".join(lines)
+
+    kubelet(scripted(log))
+    result = run(backend_for(cluster), spec())
+    assert (result.status, result.error_type) == ("completed", None), result
+    assert result.files == [("a.txt", b"alpha"), ("empty", b"")]
+
+
+def test_output_files_are_held_to_the_caps_whatever_the_log_says(cluster, kubelet):
+    def log(nonce):
+        files = b"".join(envelope(nonce, "F", f"f{i}\0x".encode()) for i in range(5))
+        return files + envelope(nonce, "R", b'{"exit_code": 0}')
+
+    kubelet(scripted(log))
+    result = run(backend_for(cluster), spec(output_files=3))
+    assert [name for name, _ in result.files] == ["f0", "f1", "f2"]
+    assert (result.status, result.error_type) == ("failed", "output_limit")
+
+
+def test_the_script_gets_one_blas_thread_and_a_headless_matplotlib(cluster, kubelet):
+    kubelet(run_wrapper)
+    script = "import os\nprint(os.environ['OPENBLAS_NUM_THREADS'], os.environ['MPLBACKEND'])\n"
+    result = run(backend_for(cluster), spec(script))
+    assert result.output == "1 Agg\n", result

@@ -337,3 +337,53 @@ def test_hostile(case):
         return play(backend, spec)
 
     check_case(case, run_case, HostContext(victim_pid=0))
+
+
+def play_with(script, files=(), **limits):
+    backend = KubernetesBackend(api=object(), namespace="default", installation="i8s-podman")
+    spec = RunSpec(
+        script=script,
+        runtime=Runtime("3.11", image=IMAGE),
+        limits=Limits(**limits),
+        run_id="podman-files",
+        files=files,
+    )
+    return play(backend, spec)
+
+
+CITIES = b"city,people\nLyon,522000\nNantes,320000\n"
+
+
+def test_a_pod_reads_its_input_file_and_cannot_change_it():
+    result = play_with(
+        "import csv, os\n"
+        "rows = list(csv.DictReader(open('/tmp/inputs/cities.csv')))\n"
+        "names = set(os.listdir('/tmp/inputs'))\n"
+        "print(sum(int(r['people']) for r in rows), {'cities.csv', 'notes one.txt'} <= names)\n"
+        "for attempt in (lambda: open('/tmp/inputs/cities.csv', 'w'),\n"
+        "                lambda: open('/tmp/inputs/new.txt', 'w'),\n"
+        "                lambda: os.remove('/tmp/inputs/cities.csv')):\n"
+        "    try:\n        attempt()\n        print('allowed')\n"
+        "    except OSError:\n        pass\n",
+        files=(("cities.csv", CITIES), ("notes one.txt", b"")),
+    )
+    assert result.status == "completed", (result.reason, result.errors)
+    # podman 4.3 also shows the ConfigMap's other keys there (Kubernetes projects only the
+    # volume's items): the names are checked as a subset.
+    assert result.output == "842000 True\n"
+
+
+def test_output_files_are_collected_from_a_pod_within_the_caps():
+    script = (
+        "for i in range(4):\n"
+        "    open(f'/tmp/outputs/f{i}.txt', 'w').write(str(i) * 10)\n"
+        "open('/tmp/outputs/big.bin', 'wb').write(bytes(range(256)) * 400)\n"
+    )
+    result = play_with(script)
+    assert result.status == "completed", (result.reason, result.errors)
+    assert [name for name, _ in result.files] == ["big.bin", "f0.txt", "f1.txt", "f2.txt", "f3.txt"]
+    assert dict(result.files)["big.bin"] == bytes(range(256)) * 400
+    capped = play_with(script, output_files=2)
+    assert [name for name, _ in capped.files] == ["big.bin", "f0.txt"]
+    assert (capped.status, capped.error_type) == ("failed", "output_limit")
+    assert "2 files" in capped.reason

@@ -165,6 +165,7 @@ def run_wrapper(
         argv = ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child", *argv]
     env = {e["name"]: e["value"] for e in container["env"]}
     env["INTEGR8S_CODE_DIR"] = str(code_dir)
+    env["INTEGR8S_OUTPUTS"] = str(code_dir / "outputs")  # not the host's /tmp/outputs
     env["PATH"] = os.environ.get("PATH", "/usr/bin:/bin")
     if python == sys.executable and not exact and not as_nobody:
         # coverage.py's settings for the subprocesses it measures (it could not save as nobody)
@@ -1184,3 +1185,37 @@ def test_cpu_from_proc_counts_live_descendants():
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
     assert cpu.seconds() - before >= 0.3  # reaped: in this process's children's times now
+
+
+def test_output_files_come_back_within_the_caps(run, tmp_path):
+    outputs = tmp_path / "integr8s" / "outputs"
+    script = (
+        "import os\n"
+        f"out = {str(outputs)!r}\n"
+        "open(out + '/a.txt', 'w').write('alpha')\n"
+        "open(out + '/empty', 'w').close()\n"
+        "open(out + '/big.bin', 'wb').write(bytes(range(256)) * 100)\n"  # 25 600 bytes: chunks
+        "os.symlink('/etc/passwd', out + '/link')\n"
+        "os.mkfifo(out + '/fifo')\n"
+        "open(out + '/with space', 'w').write('odd name')\n"
+    )
+    done = run(script)
+    assert done.result.status == "completed", done.result
+    assert done.result.files == [
+        ("a.txt", b"alpha"),
+        ("big.bin", bytes(range(256)) * 100),
+        ("empty", b""),
+    ]
+    shutil.rmtree(outputs)
+    capped = run(
+        script.replace("os.symlink", "pass  # ").replace("os.mkfifo", "pass  # "), output_files=2
+    )
+    assert [name for name, _ in capped.result.files] == ["a.txt", "big.bin"]
+    assert capped.result.error_type == "output_limit" and "2 files" in capped.result.reason
+    shutil.rmtree(outputs)
+    sparse = run(
+        f"f = open({str(outputs)!r} + '/sparse', 'wb')\nf.truncate(64 << 20)\nf.close()\n"
+        f"open({str(outputs)!r} + '/small', 'w').write('kept')\n"
+    )
+    assert sparse.result.files == [("small", b"kept")]  # judged by its size, never read
+    assert sparse.result.error_type == "output_limit"

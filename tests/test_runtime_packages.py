@@ -183,3 +183,22 @@ def test_build_runtimes_installs_a_pinned_set_for_real(tmp_path, monkeypatch):
     site = Path(command.site_dir(DEFAULT))
     assert not site.with_name("site.new").exists()
     assert oct(site.stat().st_mode & 0o777) == "0o755"
+
+
+def test_the_kubernetes_runtime_image_installs_the_same_pinned_set():
+    """k8s/runtime/Dockerfile (one image per version, by build arg) installs the pins
+    build_runtimes installs locally, the same way: hashes required, wheels only, no deps."""
+    from pathlib import Path
+
+    from django.conf import settings
+
+    root = Path(__file__).resolve().parent.parent
+    dockerfile = (root / "k8s" / "runtime" / "Dockerfile").read_text()
+    command = (root / "executions/management/commands/build_runtimes.py").read_text()
+    for flag in ("--require-hashes", "--only-binary=:all:", "--no-deps"):
+        assert flag in dockerfile and flag in command
+    assert "COPY executions/runtime_packages/${PYTHON_VERSION}.txt" in dockerfile
+    assert "FROM docker.io/library/python:${PYTHON_VERSION}-slim" in dockerfile
+    for version in settings.K8S_VERSIONS.split(","):
+        assert (root / "executions" / "runtime_packages" / f"{version}.txt").is_file(), version
+    assert "k8s/runtime/Dockerfile" in (root / "k8s" / "README.md").read_text()

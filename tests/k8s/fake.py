@@ -321,6 +321,7 @@ def run_wrapper(kubelet: Kubelet, pod: dict):
                 "INTEGR8S_NONCE": env["INTEGR8S_NONCE"],
                 "INTEGR8S_LIMITS": env["INTEGR8S_LIMITS"],
                 "INTEGR8S_CODE_DIR": code_dir,
+                "INTEGR8S_OUTPUTS": os.path.join(code_dir, "outputs"),  # not the host's /tmp
                 "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             },
             stdout=subprocess.PIPE,

@@ -34,11 +34,12 @@ from kubernetes import config as kube_config
 from kubernetes.client.rest import ApiException
 
 from executions.sandbox.classify import result as classified
-from executions.sandbox.contract import Backend, Events, Facts, RunResult, RunSpec
+from executions.sandbox.contract import INPUTS_DIR, Backend, Events, Facts, RunResult, RunSpec
 
 log = logging.getLogger(__name__)
 
 WRAPPER_SOURCE = (Path(__file__).parent / "wrapper.py").read_text()
+CODE_KEYS = ("wrapper.py", "script.py", "stdin")  # what the code volume shows at CODE_DIR
 APP_LABEL = "app.kubernetes.io/name"
 APP = "integr8s-execution"
 INSTALLATION_LABEL = "integr8s/installation"
@@ -59,6 +60,11 @@ IMAGE_ERRORS = {
     "RunContainerError": "the container could not be started",
 }
 NAME_OK = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+OUTPUT_NAME_OK = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # as the wrapper's safe_name
+# The API server refuses a ConfigMap whose data and binaryData pass 1 MiB together: the
+# wrapper, the script, its stdin and its input files must fit (defaults: ~20 KiB + 64 KiB +
+# 64 KiB + 512 KiB).
+CONFIG_MAP_BUDGET = 1024 * 1024 - 4096
 
 
 class Stop(Exception):
@@ -131,11 +137,61 @@ def parse_envelope(log_bytes: bytes, nonce: str) -> tuple[bytes, bytes, dict | N
     return b"".join(out), b"".join(err), result
 
 
+def parse_files(log_bytes: bytes, nonce: str) -> list[tuple[str, bytes]]:
+    """The output files the wrapper sent (``F`` lines, ``name NUL chunk``), by name."""
+    prefix = nonce.encode() + b":F:"
+    pieces: dict[str, list[bytes]] = {}
+    for line in log_bytes.split(b"\n"):
+        if not line.startswith(prefix):
+            continue
+        try:
+            data = base64.b64decode(line[len(prefix) :], validate=True)
+        except (binascii.Error, ValueError):
+            continue
+        name, sep, chunk = data.partition(b"\0")
+        text = name.decode("ascii", "replace")
+        if sep and OUTPUT_NAME_OK.fullmatch(text):
+            pieces.setdefault(text, []).append(chunk)
+    return [(name, b"".join(pieces[name])) for name in sorted(pieces)]
+
+
 def log_cap(spec: RunSpec) -> int:
-    """Bytes of pod log a run can honestly produce: base64 output plus line overheads."""
+    """Bytes of pod log a run can honestly produce: base64 output and output files, plus line
+    overheads."""
     lim = spec.limits
     lines = lim.output_bytes // 4096 + int(lim.wall_time_s * 50 * 2) + 100
-    return math.ceil(lim.output_bytes * 4 / 3) + lines * 80 + 64 * 1024
+    file_lines = lim.files_bytes // 8192 + lim.output_files + 1
+    return (
+        math.ceil(lim.output_bytes * 4 / 3)
+        + lines * 80
+        + math.ceil(lim.files_bytes * 4 / 3)
+        + file_lines * 200
+        + 64 * 1024
+    )
+
+
+def capped_files(
+    files: list[tuple[str, bytes]], limits: Any
+) -> tuple[list[tuple[str, bytes]], bool]:
+    """The first files (by name) within the output files limits, and whether any were left
+    out (the wrapper keeps to them already; this holds them whatever the log says)."""
+    kept: list[tuple[str, bytes]] = []
+    left = limits.files_bytes
+    for name, data in files:
+        if len(kept) >= limits.output_files or len(data) > left:
+            return kept, True
+        kept.append((name, data))
+        left -= len(data)
+    return kept, False
+
+
+def config_map_size(config_map: dict) -> int:
+    """What the API server counts against a ConfigMap's 1 MiB: its keys and values."""
+    data = config_map.get("data") or {}
+    binary = config_map.get("binaryData") or {}
+    return sum(len(k) + len(v.encode("utf-8", "surrogatepass")) for k, v in data.items()) + sum(
+        len(k) + len(base64.b64decode(v)) for k, v in binary.items()
+    )
 
 
 def from_settings(settings: Any, **overrides: Any) -> "KubernetesBackend":
@@ -262,8 +318,10 @@ class KubernetesBackend(Backend):
             "processes": lim.processes,
             "output_bytes": lim.output_bytes,
             "memory_bytes": lim.memory_bytes,
+            "output_files": lim.output_files,
+            "files_bytes": lim.files_bytes,
         }
-        container = {
+        container: dict[str, Any] = {
             "name": "script",
             "image": image_of(spec),
             "imagePullPolicy": "IfNotPresent",
@@ -307,7 +365,7 @@ class KubernetesBackend(Backend):
             ],
             "terminationMessagePolicy": "File",
         }
-        pod_spec = {
+        pod_spec: dict[str, Any] = {
             "restartPolicy": "Never",
             "activeDeadlineSeconds": math.ceil(lim.wall_time_s + self.start_timeout_s)
             + RUN_GRACE_S,
@@ -328,7 +386,11 @@ class KubernetesBackend(Backend):
             "volumes": [
                 {
                     "name": "code",
-                    "configMap": {"name": name, "defaultMode": 0o444},
+                    "configMap": {
+                        "name": name,
+                        "defaultMode": 0o444,
+                        "items": [{"key": k, "path": k} for k in CODE_KEYS],
+                    },
                 },
                 {
                     # A tmpfs of exactly sizeLimit: writing more fails with ENOSPC, and what
@@ -360,6 +422,29 @@ class KubernetesBackend(Backend):
             "immutable": True,
             "data": {"wrapper.py": WRAPPER_SOURCE, "script.py": spec.script, "stdin": spec.stdin},
         }
+        if spec.files:
+            # Input files: binaryData under keys of our own (a key allows few characters), each
+            # mounted read-only at /tmp/inputs/<its name> (a read-only volume inside /tmp).
+            config_map["binaryData"] = {
+                f"input-{i}": base64.b64encode(data).decode()
+                for i, (_, data) in enumerate(spec.files)
+            }
+            pod_spec["volumes"].append(
+                {
+                    "name": "inputs",
+                    "configMap": {
+                        "name": name,
+                        "defaultMode": 0o444,
+                        "items": [
+                            {"key": f"input-{i}", "path": file_name}
+                            for i, (file_name, _) in enumerate(spec.files)
+                        ],
+                    },
+                }
+            )
+            container["volumeMounts"].append(
+                {"name": "inputs", "mountPath": INPUTS_DIR, "readOnly": True}
+            )
         return [pod, config_map]
 
     # --- a run --------------------------------------------------------------------------------
@@ -373,6 +458,14 @@ class KubernetesBackend(Backend):
         name = pod["metadata"]["name"]
         created = None
         extra = {"pod": name, "namespace": self.namespace}
+        if (size := config_map_size(config_map)) > CONFIG_MAP_BUDGET:
+            return system_error(
+                spec,
+                "The sandbox could not be started: the script, its input and its input files "
+                f"are {size // 1024} KiB together, more than a pod's ConfigMap holds "
+                f"({CONFIG_MAP_BUDGET // 1024} KiB); send smaller input files.",
+                extra=extra,
+            )
         try:
             try:
                 created = self._call("create_namespaced_pod", self.namespace, pod)
@@ -689,6 +782,8 @@ class KubernetesBackend(Backend):
             facts.oom_kills = int(bool(envelope.get("oom_killed")) or why == "memory_limit")
             facts.process_limit_hit = why == "process_limit"
             facts.tmp_full = bool(envelope.get("tmp_full"))
+            facts.files, facts.files_capped = capped_files(parse_files(raw, nonce), spec.limits)
+            facts.files_capped |= bool(envelope.get("files_capped"))
             if why == "terminated":
                 facts.platform_error = "The sandbox was stopped before the script finished."
             elif why == "unsafe_image":

@@ -5,6 +5,8 @@ own stdout (the container log), each ``<nonce>:<kind>:<base64>``:
 
 - ``O`` / ``E``: a chunk of the script's stdout / stderr, written while the script runs so that
   what it printed survives even if the whole container is killed (memory limit);
+- ``F``: a piece of an output file the script left in /tmp/outputs (``name NUL bytes``), sent
+  after every process of the script is gone, within the output files limits;
 - ``R``: the result (JSON), written last, after every process of the script is gone.
 
 The script cannot forge an envelope that counts: its stdout and stderr are pipes this wrapper
@@ -31,6 +33,7 @@ import errno
 import os
 import select
 import signal
+import stat
 import sys
 import time
 
@@ -40,6 +43,8 @@ except ImportError:  # a trimmed interpreter
     resource = None  # type: ignore[assignment]  # the module may be absent: None says so
 
 CODE_DIR = "/integr8s"
+OUTPUTS = "/tmp/outputs"  # what the script leaves here is sent back with the result
+FILE_CHUNK = 8192  # output file bytes per envelope line (a log line stays short)
 FLUSH_BYTES = 4096  # an envelope line per this much output, or per FLUSH_S of quiet
 FLUSH_S = 0.02
 CPU_TICK_S = 0.1  # how often the CPU used is looked at: the most a run can overrun its limit
@@ -363,6 +368,57 @@ class Memory:
         return peak
 
 
+def safe_name(name):
+    """The local backend's rule for output file names: [A-Za-z0-9][A-Za-z0-9._-]{0,99}."""
+    ok = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+    return 0 < len(name) <= 100 and name[0] in ok and all(c in ok or c in "._-" for c in name)
+
+
+def send_outputs(emitter, directory, count, size):
+    """Send the regular files the script left in directory as ``F`` lines (each
+    ``name NUL chunk``; a file's lines in order, an empty file one line), at most count files
+    and size bytes together, by name; return whether there were more. Called once every
+    process of the script is gone. Links, FIFOs, devices, directories and odd names are passed
+    over; a file is judged by its size before it is read, and read a chunk at a time."""
+    try:
+        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError:
+        return False
+    sent, left, capped = 0, size, False
+    try:
+        for name in sorted(os.listdir(dir_fd)):
+            if not safe_name(name):
+                continue
+            try:
+                fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dir_fd)
+            except OSError:
+                continue
+            try:
+                st = os.fstat(fd)
+                if not stat.S_ISREG(st.st_mode):
+                    continue
+                if sent >= count or st.st_size > left:
+                    capped = True
+                    continue
+                head, todo = name.encode() + b"\0", st.st_size
+                chunk = os.read(fd, min(FILE_CHUNK, todo)) if todo else b""
+                emitter.write_line("F", head + chunk)  # an empty file is one line too
+                todo -= len(chunk)
+                while todo > 0:
+                    chunk = os.read(fd, min(FILE_CHUNK, todo))
+                    if not chunk:
+                        break
+                    emitter.write_line("F", head + chunk)
+                    todo -= len(chunk)
+                sent += 1
+                left -= st.st_size - todo
+            finally:
+                os.close(fd)
+    finally:
+        os.close(dir_fd)
+    return capped
+
+
 def tmp_full():
     """Whether /tmp (the pod's size-limited emptyDir) has no room left."""
     try:
@@ -419,6 +475,7 @@ def main():
     nonce = os.environ.pop("INTEGR8S_NONCE", "")
     limits = parse_limits(os.environ.pop("INTEGR8S_LIMITS", ""))
     code_dir = os.environ.pop("INTEGR8S_CODE_DIR", CODE_DIR)
+    outputs = os.environ.pop("INTEGR8S_OUTPUTS", OUTPUTS)  # tests on a host use another
     emitter = Emitter(nonce, int(limits.get("output_bytes", 1 << 20)))
     unsafe = make_undumpable()
     if unsafe:
@@ -446,7 +503,18 @@ def main():
         "PYTHONUNBUFFERED": "1",  # output printed before a kill must not sit in a buffer
         "PYTHONDONTWRITEBYTECODE": "1",
         "PYTHONIOENCODING": "utf-8",
+        # BLAS and OpenMP start a thread per core, and fail pthread_create under the process
+        # limit; matplotlib draws without a display, its cache in /tmp (as locally).
+        "OPENBLAS_NUM_THREADS": "1",
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "MPLBACKEND": "Agg",
+        "MPLCONFIGDIR": "/tmp",
     }
+    try:
+        os.mkdir(outputs)
+    except OSError:
+        pass
     prefix, apply_limits = child_limits(limits)
     argv = prefix + [sys.executable, "-u", os.path.join(code_dir, "script.py")]
     oom_before = oom_kills()
@@ -520,6 +588,12 @@ def main():
     while memory.reap()[0]:
         pass
     emitter.flush()
+    files_capped = send_outputs(
+        emitter,
+        outputs,
+        int(limits.get("output_files", 20)),
+        int(limits.get("files_bytes", 8 << 20)),
+    )
 
     cpu_s = cpu.total()
     exit_code = sig = None
@@ -542,6 +616,7 @@ def main():
         "reason": reason,
         "oom_killed": oom,
         "tmp_full": tmp_full(),
+        "files_capped": files_capped,
         "output_truncated": emitter.truncated["O"],
         "errors_truncated": emitter.truncated["E"],
         "wall_time_ms": wall_ms,
