@@ -129,6 +129,13 @@ def caller_of(fields: dict[str, Any]) -> str:
     return f"ip:{fields.get('client_ip') or '-'}"
 
 
+def operator_may(user: Any, permission: str) -> bool:
+    """Operators are staff (they sign in to the admin) holding the permission. Only staff are
+    asked: reading a user's permissions takes two queries, which every other signed-in
+    request (most of them polls of a result) would pay for nothing."""
+    return bool(user.is_authenticated and user.is_staff and user.has_perm(permission))
+
+
 class ExecutionQuerySet(models.QuerySet["Execution"]):
     def with_file_flags(self) -> Self:
         """Whether each has output and input files, in the same query: most runs have none,
@@ -201,9 +208,9 @@ class ExecutionQuerySet(models.QuerySet["Execution"]):
     def visible_to(self, request: HttpRequest) -> Self:
         """Runs this request may open (read, open in the editor, run again as its own run): a
         signed-in user's own; any anonymous run, whose UUID is its link; and every run for
-        operators with the view permission (the admin). Everyone else gets 404."""
+        operators (staff with the view permission). Everyone else gets 404."""
         user = request.user
-        if user.is_authenticated and user.has_perm("executions.view_execution"):
+        if operator_may(user, "executions.view_execution"):
             return self.all()
         visible = Q(owner=None)
         if user.is_authenticated:
@@ -222,7 +229,7 @@ class ExecutionQuerySet(models.QuerySet["Execution"]):
     def controlled_by(self, request: HttpRequest) -> Self:
         """Runs this request may act on (cancel): its own, and every run for operators with
         the change permission."""
-        if request.user.is_authenticated and request.user.has_perm("executions.change_execution"):
+        if operator_may(request.user, "executions.change_execution"):
             return self.all()
         return self.owned_by(request)
 

@@ -370,6 +370,8 @@ def test_cancelling_a_running_run_is_under_way(alice, alice_api):
 def test_an_operator_cancels_on_behalf(alice, bob, django_user_model):
     from django.contrib.auth.models import Permission
 
+    bob.is_staff = True  # operators sign in to the admin
+    bob.save(update_fields=["is_staff"])
     bob.user_permissions.add(Permission.objects.get(codename="change_execution"))
     bob = django_user_model.objects.get(pk=bob.pk)
     client = APIClient()

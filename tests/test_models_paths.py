@@ -40,6 +40,8 @@ def request_as(user):
 
 
 def operator(user, django_user_model, *codenames):
+    user.is_staff = True  # operators sign in to the admin
+    user.save(update_fields=["is_staff"])
     user.user_permissions.add(*Permission.objects.filter(codename__in=codenames))
     return django_user_model.objects.get(pk=user.pk)  # a fresh permission cache
 
@@ -55,6 +57,21 @@ def test_operators_with_view_permission_see_every_run(alice, bob, django_user_mo
     assert list(Execution.objects.visible_to(request_as(bob))) == [mine]
     bob = operator(bob, django_user_model, "view_execution")
     assert set(Execution.objects.visible_to(request_as(bob))) == {mine, theirs}
+
+
+def test_a_permission_without_staff_shows_no_one_elses_run(alice, bob, django_user_model):
+    mine = run_of(bob)
+    run_of(alice)
+    bob.user_permissions.add(*Permission.objects.filter(codename="view_execution"))
+    bob = django_user_model.objects.get(pk=bob.pk)
+    assert list(Execution.objects.visible_to(request_as(bob))) == [mine]
+
+
+def test_a_users_request_reads_no_permission_tables(bob, django_assert_num_queries):
+    run_of(bob)
+    request = request_as(bob)
+    with django_assert_num_queries(1):  # the runs; not auth_permission, twice
+        list(Execution.objects.visible_to(request))
 
 
 def test_operators_with_change_permission_control_every_run(alice, bob, django_user_model):
