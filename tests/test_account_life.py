@@ -10,7 +10,7 @@ from django.urls import reverse
 from rest_framework.test import APIClient
 
 from accounts.models import ApiKey, User
-from executions.models import Execution, SavedScript
+from executions.models import ANONYMOUS_RUNS, Execution, SavedScript
 from tests.conftest import run_of
 
 pytestmark = pytest.mark.django_db
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.django_db
 def anonymous_runs(client, n=2):
     for i in range(n):
         client.post(reverse("run"), {"script": f"print({i})"})
-    runs = Execution.objects.filter(owner=None, session_key=client.session.session_key)
+    runs = Execution.objects.filter(owner=None, session_key=client.session[ANONYMOUS_RUNS])
     assert runs.count() == n
     return list(runs)
 

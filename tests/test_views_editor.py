@@ -7,7 +7,7 @@ from django.urls import reverse
 
 from executions import runtimes
 from executions.examples import VERSION_DEMO
-from executions.models import Execution, SavedScript
+from executions.models import ANONYMOUS_RUNS, Execution, SavedScript
 from tests.conftest import run_of
 
 pytestmark = pytest.mark.django_db
@@ -99,9 +99,23 @@ def test_an_anonymous_run_belongs_to_the_browser_session(client):
     client.post(reverse("run"), {"script": "print(1)"})
     run = Execution.objects.get()
     assert run.owner is None
-    assert run.session_key and run.session_key == client.session.session_key
+    assert client.session.session_key  # the session was made, and its token names the run
+    assert run.session_key and run.session_key == client.session[ANONYMOUS_RUNS]
     assert run.python_version == runtimes.default_version()
     assert run.client_ip == "127.0.0.1"
+    assert client.get(reverse("history")).content.decode().count(str(run.execution_id)) >= 1
+
+
+def test_a_new_anonymous_callers_session_is_written_once(client):
+    # The session's existence check and its INSERT (in a transaction); then the run's
+    # own queries: no second write of the session for the token.
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as seen:
+        client.post(reverse("run"), {"script": "print(1)"})
+    writes = [q["sql"] for q in seen.captured_queries if "django_session" in q["sql"]]
+    assert [w.split()[0] for w in writes] == ["SELECT", "INSERT"], writes
 
 
 def test_a_signed_in_run_belongs_to_the_user(client, alice):
