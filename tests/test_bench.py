@@ -1,12 +1,16 @@
 """`make bench` runs end to end and writes its report (tiny run counts: no timing is judged)."""
 
+import os
 import shutil
 from io import StringIO
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 
+from executions import runtimes
+from executions.limits import Limits
 from executions.management.commands import _bench_report, bench
+from executions.sandbox.local.command import site_dir
 
 
 def postgres_reachable() -> bool:
@@ -92,3 +96,64 @@ def test_asgi_application_loads():
     from integr8s.asgi import application
 
     assert callable(application)
+
+
+def test_only_names_its_sections():
+    assert bench.sections("") == list(bench.SECTIONS)
+    assert bench.sections("imports, sandbox") == ["imports", "sandbox"]
+    with pytest.raises(CommandError, match="no section nope; there are sandbox, imports"):
+        bench.sections("imports,nope")
+
+
+def test_evicting_a_folder_drops_each_file_from_the_page_cache(tmp_path):
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "a.py").write_text("x = 1\n")
+    (tmp_path / "b.so").write_bytes(b"\0" * 8192)
+    (tmp_path / "link").symlink_to("/etc/passwd")  # outside: not followed
+
+    assert bench.evict(tmp_path) == 2
+
+
+def test_without_a_package_set_the_imports_are_skipped_with_the_reason(monkeypatch, tmp_path):
+    monkeypatch.setattr(bench, "site_dir", lambda version: str(tmp_path / "none" / version))
+    out = StringIO()
+
+    call_command("bench", only="imports", output=str(tmp_path), stdout=out)
+
+    assert "skipped importing packages: Python" in out.getvalue()
+    assert "build_runtimes --default" in out.getvalue()
+    report = (tmp_path / "performance.md").read_text()
+    assert "has no package set" in report and "left out by --only: sandbox," in report
+    assert "## Importing packages" not in report and "## Targets" not in report
+
+
+def test_an_import_over_the_defaults_is_judged_so():
+    defaults = Limits()  # 128 MiB, 5 s wall, 5 s CPU
+    cost = _bench_report.ImportCost("import pandas", "import pandas")
+    cost.cold = [_bench_report.Sample(6.2, 6100, 900, 150 * 1024)]
+    cost.warm = [_bench_report.Sample(0.9, 850, 700, 90 * 1024)]
+
+    assert (
+        cost.verdict(defaults)
+        == "cold **no**: peak 150 MiB > 128 MiB, wall p95 6.1 s > 5 s; warm yes"
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not shutil.which("bwrap"), reason="bubblewrap is not installed")
+def test_the_imports_section_alone_times_each_script_cold_and_warm(tmp_path):
+    if not os.path.isdir(site_dir(runtimes.get(None, "local").version)):
+        pytest.skip("no package set for the default version (manage.py build_runtimes)")
+    out = StringIO()
+
+    call_command("bench", only="imports", import_runs=1, output=str(tmp_path), stdout=out)
+
+    text = out.getvalue()
+    for what, _ in bench.IMPORT_SCRIPTS:
+        assert f"  {what}: cold p50" in text and "; warm p50" in text
+    assert "run(s) failed" not in text
+    report = (tmp_path / "performance.md").read_text()
+    assert "## Importing packages (issue 13)" in report and "| `import pandas` |" in report
+    assert "within the defaults" in report and "posix_fadvise" in report
+    assert (tmp_path / "performance" / "imports.png").read_bytes()[:4] == b"\x89PNG"
+    assert not (tmp_path / "performance" / "ratios.png").exists()  # its section did not run

@@ -12,6 +12,7 @@ from pathlib import Path
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure as Plot
 
+from executions.limits import Limits
 from executions.management.commands.bench_sandbox import TARGET_RATIO as SANDBOX_TARGET
 from executions.management.commands.bench_sandbox import Figures
 
@@ -111,6 +112,60 @@ class Service:
 
 
 @dataclass
+class Sample:
+    """One sandboxed run of an import script."""
+
+    seconds: float  # LocalBackend.run, from the call to its result
+    wall_ms: int  # the run's own wall time (what the wall-time limit is held to)
+    cpu_ms: int
+    peak_kb: int  # the run's cgroup peak: the page cache it read in counts too
+
+
+@dataclass
+class ImportCost:
+    what: str
+    script: str
+    cold: list[Sample] = field(default_factory=list)
+    warm: list[Sample] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)  # runs that did not complete, why
+
+    def over(self, samples: list[Sample], limit: Limits) -> list[str]:
+        """How samples exceed limit (p95 of wall and CPU time, the highest peak), in words."""
+        if not samples:
+            return ["no run completed"]
+        out = []
+        peak = max(s.peak_kb for s in samples) * 1024
+        if peak > limit.memory_bytes:
+            out.append(f"peak {peak / MIB:.0f} MiB > {limit.memory_mib} MiB")
+        wall = pct([s.wall_ms for s in samples], 0.95) / 1000
+        if wall > limit.wall_time_s:
+            out.append(f"wall p95 {wall:.1f} s > {limit.wall_time_s:g} s")
+        cpu = pct([s.cpu_ms for s in samples], 0.95) / 1000
+        if cpu > limit.cpu_time_s:
+            out.append(f"CPU p95 {cpu:.1f} s > {limit.cpu_time_s:g} s")
+        return out
+
+    def verdict(self, limit: Limits) -> str:
+        words = []
+        for name, samples in (("cold", self.cold), ("warm", self.warm)):
+            over = self.over(samples, limit)
+            words.append(f"{name} {'**no**: ' + ', '.join(over) if over else 'yes'}")
+        return "; ".join(words)
+
+
+@dataclass
+class Imports:
+    """Importing the package set's big packages through the local sandbox (issue 13)."""
+
+    version: str  # the runtime's
+    site: str  # its package set, on the host
+    evicted: int  # files dropped from the page cache before each cold run
+    defaults: Limits  # what a run gets unless it asks: each row is judged against these
+    measured_under: Limits  # the operator's maxima, so that the whole cost shows
+    costs: list[ImportCost] = field(default_factory=list)  # the first is the baseline
+
+
+@dataclass
 class Report:
     date: str
     machine: list[str]  # lines
@@ -118,13 +173,16 @@ class Report:
     bare_cmd: str
     poll_s: float
     load_clients: int
-    sandbox: Figures
+    sandbox: Figures | None = None  # None when --only left it out
+    imports: Imports | None = None
     services: list[Service] = field(default_factory=list)
     alternatives: list[Paired] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # what was not measured, and why
 
 
 def sandbox_rows(report: Report) -> list[Paired]:
+    if report.sandbox is None:
+        return []
     bare = " ".join(report.sandbox.bare_cmd[1:])
     return [
         Paired(
@@ -139,12 +197,14 @@ def service_rows(report: Report) -> list[Paired]:
 
 
 def targets(report: Report) -> list[str]:
-    warm = report.sandbox.figures["warm"]
-    rows = [
-        f"| sandbox, warm (the default), median ≤ {SANDBOX_TARGET}× bare `pass` "
-        f"(bench_sandbox's own) | {warm.ratio:.2f}× ({ms(statistics.median(warm.box))} vs "
-        f"{ms(statistics.median(warm.bare))}) | {verdict(warm.ratio <= SANDBOX_TARGET)} |"
-    ]
+    rows = []
+    if report.sandbox is not None:
+        warm = report.sandbox.figures["warm"]
+        rows.append(
+            f"| sandbox, warm (the default), median ≤ {SANDBOX_TARGET}× bare `pass` "
+            f"(bench_sandbox's own) | {warm.ratio:.2f}× ({ms(statistics.median(warm.box))} vs "
+            f"{ms(statistics.median(warm.bare))}) | {verdict(warm.ratio <= SANDBOX_TARGET)} |"
+        )
     for s in report.services:
         rows.append(
             f"| `wait=true` median ≤ {LATENCY_TARGET}× bare, {s.name} | {s.wait.ratio:.2f}× "
@@ -175,14 +235,47 @@ def markdown(report: Report, plots: dict[str, str]) -> str:
         "never against a figure from another run. The baseline is the bare interpreter "
         f"(`{report.bare_cmd}`) unless a row says otherwise.",
         "",
-        "## Targets (issue 10)",
-        "",
-        "| target | this run | verdict |",
-        "|---|---|---|",
-        *targets(report),
-        "",
-        "Throughput is judged at the best of the client counts below; the table shows them all.",
-        "",
+    ]
+    if report.sandbox is not None or report.services:
+        out += [
+            "## Targets (issue 10)",
+            "",
+            "| target | this run | verdict |",
+            "|---|---|---|",
+            *targets(report),
+            "",
+            "Throughput is judged at the best of the client counts below; the table shows them "
+            "all.",
+            "",
+        ]
+    if sandbox_rows(report) or report.services or report.alternatives:
+        out += one_run_section(report, plots)
+    if report.imports is not None:
+        out += imports_section(report.imports, plots)
+    if report.services:
+        out += throughput_section(report, plots) + reads_section(report, plots)
+        out += memory_section(report, plots)
+    failed = [
+        f"- {s.name}: {len(s.errors)}, e.g. {s.errors[-1]}" for s in report.services if s.errors
+    ]
+    if failed:
+        out += ["## Failed requests (their times count in the figures)", "", *failed, ""]
+    if report.skipped:
+        out += ["## Not measured in this run", "", *[f"- {why}" for why in report.skipped], ""]
+    out += how_measured(report)
+    return "\n".join(out)
+
+
+def one_run_section(report: Report, plots: dict[str, str]) -> list[str]:
+    seccomp = []
+    if report.sandbox is not None:
+        seccomp = [
+            f"The seccomp filter costs {report.sandbox.seccomp_cost_s * 1000:+.1f} ms a cold "
+            "run (median with it minus median without, same run). Limits enforced by "
+            f"{report.sandbox.mode}.",
+            "",
+        ]
+    return [
         "## One run, each way, against the bare interpreter",
         "",
         "The sandbox rows run `pass` (as `manage.py bench_sandbox` does); the rest run "
@@ -196,24 +289,60 @@ def markdown(report: Report, plots: dict[str, str]) -> str:
         *[row.row() for row in service_rows(report)],
         *[row.row() for row in report.alternatives],
         "",
-        f"The seccomp filter costs {report.sandbox.seccomp_cost_s * 1000:+.1f} ms a cold run "
-        "(median with it minus median without, same run). Limits enforced by "
-        f"{report.sandbox.mode}.",
-        "",
+        *seccomp,
         *[f"![{name}]({path})" for name, path in plots.items() if name in ("ratios", "latency")],
         "",
     ]
-    if report.services:
-        out += throughput_section(report, plots) + reads_section(report, plots)
-        out += memory_section(report, plots)
-    failed = [
-        f"- {s.name}: {len(s.errors)}, e.g. {s.errors[-1]}" for s in report.services if s.errors
+
+
+def imports_section(found: Imports, plots: dict[str, str]) -> list[str]:
+    d, m = found.defaults, found.measured_under
+    base = found.costs[0]
+    # p50 as pct() takes it everywhere in this table, so the columns agree with each other.
+    base_p50 = pct([s.seconds for s in base.warm], 0.5) if base.warm else 0.0
+    rows = []
+    for cost in found.costs:
+        cells = []
+        for samples in (cost.cold, cost.warm):
+            t = [s.seconds for s in samples]
+            cells.append(f"{ms(pct(t, 0.5))} / {ms(pct(t, 0.95))}" if t else "–")
+        warm = [s.seconds for s in cost.warm]
+        extra = f"{(pct(warm, 0.5) - base_p50) * 1000:+.0f} ms" if warm else "–"
+        cpu = f"{pct([s.cpu_ms for s in cost.warm], 0.5)} ms" if warm else "–"
+        peaks = " / ".join(
+            f"{max(s.peak_kb for s in samples) / 1024:.0f} MiB" if samples else "–"
+            for samples in (cost.cold, cost.warm)
+        )
+        failed = f" ({len(cost.failures)} failed: {cost.failures[-1]})" if cost.failures else ""
+        rows.append(
+            f"| `{cost.what}` | {cells[0]} | {cells[1]} | {extra} | {cpu} | {peaks} "
+            f"| {cost.verdict(d)}{failed} |"
+        )
+    return [
+        f"## Importing packages (issue 13), Python {found.version}",
+        "",
+        "What a script that imports the big packages costs through the local sandbox, against "
+        f"`{base.script}` in the same run: cold is the first run after each of the package "
+        f"set's {found.evicted} files was dropped from the page cache, warm is the same script "
+        "run again.",
+        "",
+        "| script | cold p50 / p95 | warm p50 / p95 | warm p50 − baseline | CPU, warm p50 "
+        f"| peak memory, cold / warm | within the defaults ({d.memory_mib} MiB, "
+        f"{d.wall_time_s:g} s wall, {d.cpu_time_s:g} s CPU)? |",
+        "|---|---|---|---|---|---|---|",
+        *rows,
+        "",
+        f"Measured under the operator's maxima ({m.memory_mib} MiB, {m.wall_time_s:g} s wall, "
+        f"{m.cpu_time_s:g} s CPU) so that the whole cost shows; the last column holds each "
+        "figure to the defaults a run gets when it asks for nothing. Peak memory is the run's "
+        "cgroup peak, with the page cache it read in (which a tighter limit could reclaim).",
+        "",
+        *([f"![imports]({plots['imports']})", ""] if "imports" in plots else []),
     ]
-    if failed:
-        out += ["## Failed requests (their times count in the figures)", "", *failed, ""]
-    if report.skipped:
-        out += ["## Not measured in this run", "", *[f"- {why}" for why in report.skipped], ""]
-    out += [
+
+
+def how_measured(report: Report) -> list[str]:
+    return [
         "## How it is measured",
         "",
         "- The service is `manage.py serve`, what `make run` starts (gunicorn and one worker), "
@@ -235,9 +364,14 @@ def markdown(report: Report, plots: dict[str, str]) -> str:
         "-I -S -c 'print(\"hi\")'`. A pod per run: the kubernetes backend's own Pod and "
         "ConfigMap for the script, `podman kube play --network none`, `podman wait`, its log "
         "read and classified by the backend, `podman kube down` (as tests/k8s/podman.py does).",
+        "- Importing packages: `LocalBackend.run` as the worker runs it (a warm spare, the "
+        "seccomp filter), the scripts interleaved round by round. Cold: before each cold run "
+        "every file of the package set is opened and given `posix_fadvise(POSIX_FADV_DONTNEED)`"
+        ", which needs no root and loses nothing but the cache (pages another process has "
+        "mapped, say a numpy in someone's running sandbox, stay); the standard library is not "
+        "evicted. Dropping the whole page cache would need root and slow everyone on the host.",
         "",
     ]
-    return "\n".join(out)
 
 
 def throughput_section(report: Report, plots: dict[str, str]) -> list[str]:
@@ -319,7 +453,11 @@ def write(report: Report, folder: Path) -> Path:
     """docs/performance.md and its PNGs in folder/performance/; the path of the Markdown."""
     images = folder / "performance"
     images.mkdir(parents=True, exist_ok=True)
-    plots = {"ratios": plot_ratios(report), "latency": plot_latency(report)}
+    plots: dict[str, Plot] = {}
+    if sandbox_rows(report) or report.services or report.alternatives:
+        plots |= {"ratios": plot_ratios(report), "latency": plot_latency(report)}
+    if report.imports is not None and any(c.warm or c.cold for c in report.imports.costs):
+        plots["imports"] = plot_imports(report.imports)
     if report.services:
         plots |= {
             "throughput": plot_throughput(report),
@@ -436,4 +574,44 @@ def plot_memory(report: Report) -> Plot:
     axes[0].set_ylabel("RSS, MiB")
     axes[0].legend()
     plot.suptitle("Memory under load")
+    return plot
+
+
+def plot_imports(found: Imports) -> Plot:
+    costs = found.costs
+    plot = Plot(figsize=(9, 0.5 * len(costs) + 1.8), layout="constrained")
+    left, right = plot.subplots(1, 2, sharey=True)
+    ys = range(len(costs))
+    for offset, name in ((-0.2, "cold"), (0.2, "warm")):
+        runs = [getattr(c, name) for c in costs]
+        left.barh(
+            [y + offset for y in ys],
+            [pct([s.seconds for s in r], 0.5) if r else 0 for r in runs],
+            0.4,
+            xerr=[
+                [0 for _ in runs],
+                [
+                    pct([s.seconds for s in r], 0.95) - pct([s.seconds for s in r], 0.5) if r else 0
+                    for r in runs
+                ],
+            ],  # fmt: skip
+            label=f"{name} p50 (whisker: p95)",
+        )
+        right.barh(
+            [y + offset for y in ys],
+            [max(s.peak_kb for s in r) / 1024 if r else 0 for r in runs],
+            0.4,
+            label=f"{name}, highest",
+        )
+    left.axvline(found.defaults.wall_time_s, color="tab:red", linestyle="--",
+                 label=f"default wall limit {found.defaults.wall_time_s:g} s")  # fmt: skip
+    right.axvline(found.defaults.memory_mib, color="tab:red", linestyle="--",
+                  label=f"default memory limit {found.defaults.memory_mib} MiB")  # fmt: skip
+    left.set_yticks(list(ys), [c.what for c in costs], fontsize=8)
+    left.invert_yaxis()
+    left.set_xlabel("s, LocalBackend.run")
+    right.set_xlabel("peak MiB (cgroup, with page cache)")
+    for ax in (left, right):
+        ax.legend(fontsize=7, loc="lower right")
+    plot.suptitle(f"Importing packages in the sandbox, Python {found.version}")
     return plot

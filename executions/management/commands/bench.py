@@ -4,8 +4,10 @@ The sandbox against the bare interpreter (bench_sandbox), then the service as `m
 it (`manage.py serve`: gunicorn and a worker) on a scratch SQLite file and on a scratch
 PostgreSQL database: end-to-end latency of `wait=true` and of submit+poll, throughput at 1 to 16
 clients against two bare interpreters, API reads while runs queue and the processes' memory;
-then what a user would pick instead, a container and a pod per run under podman. Every figure
-is printed beside its baseline from this run. Figures only: no target stops the run.
+then what a user would pick instead, a container and a pod per run under podman; and what
+importing numpy, pandas and matplotlib costs in the sandbox, cold and warm. Every figure is
+printed beside its baseline from this run. Figures only: no target stops the run. --only runs
+some of the sections.
 """
 
 import http.client
@@ -32,22 +34,27 @@ from typing import Any
 
 import yaml
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from executions import limits, runtimes
 from executions.management.commands import bench_sandbox
 from executions.management.commands._bench_report import (
+    ImportCost,
+    Imports,
     Level,
     Memory,
     Paired,
     Reads,
     Report,
+    Sample,
     Service,
     pct,
     write,
 )
 from executions.models import ACTIVE
 from executions.sandbox.contract import RunSpec, Runtime
+from executions.sandbox.local import LocalBackend
+from executions.sandbox.local.command import site_dir
 
 ROOT = Path(__file__).resolve().parents[3]
 SCRIPT = 'print("hi")'
@@ -56,6 +63,21 @@ PODMAN_SETUP = ROOT / ".ci" / "podman-setup.sh"
 READS = ("/api/v1/k8s-limits", "/api/v1/runtimes")
 POLL_S = 0.01  # how often a submit+poll client asks for its result
 MEMORY_EVERY_S = 0.1
+SECTIONS = ("sandbox", "imports", "sqlite", "postgresql", "podman")  # --only's names
+PLOT = """import matplotlib.pyplot as plt
+import pandas as pd
+
+pd.DataFrame({"x": range(10), "y": [n * n for n in range(10)]}).plot(x="x", y="y")
+plt.savefig("/tmp/outputs/plot.png")
+"""
+# (label, script): the first is the baseline, standard library only.
+IMPORT_SCRIPTS = (
+    ("print(1)", "print(1)"),
+    ("import numpy", "import numpy"),
+    ("import pandas", "import pandas"),
+    ("import matplotlib.pyplot", "import matplotlib.pyplot"),
+    ("pandas + a small plot saved as PNG", PLOT),
+)
 
 
 # --- the service's processes -----------------------------------------------------------------
@@ -343,7 +365,116 @@ def kube_play(backend: Any, spec: RunSpec) -> None:
         raise RuntimeError(f"the pod ended {result.status}: {result.reason or result.errors}")
 
 
+# --- importing packages in the sandbox ------------------------------------------------------
+
+
+def evict(folder: Path) -> int:
+    """Drop folder's files from the page cache; how many files. posix_fadvise(DONTNEED) needs
+    no root and loses nothing but the cache; pages a live process has mapped stay."""
+    count = 0
+    for path in folder.rglob("*"):
+        if path.is_symlink() or not path.is_file():
+            continue
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            count += 1
+        finally:
+            os.close(fd)
+    return count
+
+
+def measure_imports(runtime: Runtime, runs: int, say: Callable[[str], None]) -> Imports:
+    """IMPORT_SCRIPTS through LocalBackend.run as the worker runs it: `runs` cold runs of each
+    (the package set evicted just before), then `runs` warm ones, round by round so the host's
+    drift hits every script alike. Under the operator's maxima, so that a cost above the
+    defaults still shows in full."""
+    site = Path(site_dir(runtime.version))
+    asked = {name: top for name, top in limits.maxima().items() if name != "output_kb"}
+    found = Imports(
+        runtime.version, str(site), 0, limits.current(), limits.for_request(asked),
+        [ImportCost(what, script) for what, script in IMPORT_SCRIPTS],
+    )  # fmt: skip
+    backend = LocalBackend(name=f"{settings.SANDBOX_NAME}-bench")
+
+    def run(cost: ImportCost) -> Sample | None:
+        spec = RunSpec(
+            cost.script, runtime, found.measured_under, run_id=f"bench-{uuid.uuid4().hex}"
+        )
+        started = time.perf_counter()
+        result = backend.run(spec, threading.Event())
+        seconds = time.perf_counter() - started
+        if result.status != "completed" or result.exit_code != 0:
+            cost.failures.append(result.reason or result.errors[-300:] or result.status)
+            return None
+        if cost.script == PLOT and not result.files:
+            cost.failures.append("the plot left no file in /tmp/outputs")
+            return None
+        return Sample(
+            seconds, result.wall_time_ms or 0, result.cpu_time_ms or 0, result.peak_memory_kb or 0
+        )
+
+    try:
+        for _ in range(runs):
+            for cost in found.costs:
+                found.evicted = evict(site)
+                if sample := run(cost):
+                    cost.cold.append(sample)
+        for cost in found.costs:  # warms the page cache; a failure still counts
+            run(cost)
+        for _ in range(runs):
+            for cost in found.costs:
+                if sample := run(cost):
+                    cost.warm.append(sample)
+    finally:
+        backend.close()
+    for line in import_lines(found):
+        say(line)
+    return found
+
+
+def import_lines(found: Imports) -> list[str]:
+    runs = max(len(c.cold) + len(c.warm) for c in found.costs) // 2
+    m = found.measured_under
+    out = [
+        f"\nimporting packages, Python {found.version}, LocalBackend.run, about {runs} runs of "
+        f"each cold and warm (cold: {found.evicted} files of {found.site} evicted first), "
+        f"under {m.memory_mib} MiB / {m.wall_time_s:g} s wall / {m.cpu_time_s:g} s CPU:"
+    ]
+    for cost in found.costs:
+        parts = []
+        for name, samples in (("cold", cost.cold), ("warm", cost.warm)):
+            if not samples:
+                parts.append(f"{name}: no run completed")
+                continue
+            t = [s.seconds for s in samples]
+            parts.append(
+                f"{name} p50 {pct(t, 0.5) * 1000:.0f} ms p95 {pct(t, 0.95) * 1000:.0f} ms, CPU "
+                f"p50 {pct([s.cpu_ms for s in samples], 0.5)} ms, peak "
+                f"{max(s.peak_kb for s in samples) / 1024:.0f} MiB"
+            )
+        out.append(f"  {cost.what}: " + "; ".join(parts))
+        out.append(f"    within the defaults? {cost.verdict(found.defaults).replace('**', '')}")
+        if cost.failures:
+            out.append(f"    {len(cost.failures)} run(s) failed: {cost.failures[-1]}")
+    return out
+
+
 # --- the command -----------------------------------------------------------------------------
+
+
+def sections(only: str) -> list[str]:
+    """--only's list (every section when empty); CommandError naming an unknown one."""
+    asked = [name.strip() for name in only.split(",") if name.strip()] or list(SECTIONS)
+    unknown = [name for name in asked if name not in SECTIONS]
+    if unknown:
+        raise CommandError(
+            f"--only: no section {', '.join(unknown)}; there are {', '.join(SECTIONS)}"
+        )
+    return asked
 
 
 def other_workers() -> int:
@@ -403,6 +534,12 @@ class Command(BaseCommand):
             default=os.environ.get("BENCH_POSTGRES_URL", POSTGRES),
             help="a PostgreSQL server (no database): the bench makes a scratch database on it",
         )
+        parser.add_argument(
+            "--import-runs", type=int, default=10, help="cold and warm runs of each import"
+        )
+        parser.add_argument(
+            "--only", default="", help=f"some sections, comma-separated: {','.join(SECTIONS)}"
+        )
         parser.add_argument("--output", default=str(ROOT / "docs"), help="folder for the report")
 
     def say(self, text: str) -> None:
@@ -411,6 +548,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         runs = max(1, options["runs"])
+        only = sections(options["only"])
         self.runtime = runtimes.get(None, "local")
         self.bare_cmd = [self.runtime.executable, "-I", "-S", "-c", SCRIPT]
         self.machine = machine()
@@ -422,10 +560,16 @@ class Command(BaseCommand):
             + f" '{SCRIPT}'",
             poll_s=POLL_S,
             load_clients=options["load_clients"],
-            sandbox=bench_sandbox.measure(runs),
         )
-        for line in bench_sandbox.lines(report.sandbox):
-            self.say(line)
+        left_out = [name for name in SECTIONS if name not in only]
+        if left_out:
+            report.skipped.append(f"left out by --only: {', '.join(left_out)}")
+        if "sandbox" in only:
+            report.sandbox = bench_sandbox.measure(runs)
+            for line in bench_sandbox.lines(report.sandbox):
+                self.say(line)
+        if "imports" in only:
+            self.imports(report, max(1, options["import_runs"]))
 
         levels = [int(n) for n in options["clients"].split(",")]
         scratch = Path(tempfile.mkdtemp(prefix="integr8s-bench-"))
@@ -433,28 +577,17 @@ class Command(BaseCommand):
             # A folder of its own: SQLite's waiters watch the database's folder, not the logs.
             (scratch / "sqlite").mkdir()
             sqlite = f"sqlite:///{scratch / 'sqlite' / 'bench.sqlite3'}"
-            report.services.append(self.service("SQLite", sqlite, scratch, runs, levels, options))
-            server = options["postgres"].rstrip("/")
-            name = f"integr8s_bench_{os.getpid()}"
-            try:
-                ensure_database(server, name)
-            except Exception as exc:  # no server, or no right to create databases
-                why = f"PostgreSQL: no scratch database on {server} ({exc})"
-                report.skipped.append(why)
-                self.say(f"\nskipped {why}")
-            else:
-                try:
-                    report.services.append(
-                        self.service(
-                            "PostgreSQL", f"{server}/{name}", scratch, runs, levels, options
-                        )
-                    )
-                finally:
-                    drop_database(server, name)
+            if "sqlite" in only:
+                report.services.append(
+                    self.service("SQLite", sqlite, scratch, runs, levels, options)
+                )
+            if "postgresql" in only:
+                self.postgresql(report, scratch, runs, levels, options)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
 
-        self.alternatives(report, max(1, options["podman_runs"]))
+        if "podman" in only:
+            self.alternatives(report, max(1, options["podman_runs"]))
         report.machine.append(
             f"at the end: load average {os.getloadavg()[0]:.2f}, {other_workers()} other "
             f"integr8s worker(s); Python {self.runtime.version} ({self.runtime.executable})"
@@ -464,6 +597,36 @@ class Command(BaseCommand):
 
     def bare(self) -> None:
         subprocess.run(self.bare_cmd, check=True, capture_output=True)
+
+    def imports(self, report: Report, runs: int) -> None:
+        site = Path(site_dir(self.runtime.version))
+        if not site.is_dir():
+            why = (
+                f"importing packages: Python {self.runtime.version} has no package set at "
+                f"{site} (manage.py build_runtimes --default builds it)"
+            )
+            report.skipped.append(why)
+            self.say(f"\nskipped {why}")
+            return
+        report.imports = measure_imports(self.runtime, runs, self.say)
+
+    def postgresql(
+        self, report: Report, scratch: Path, runs: int, levels: list[int], options: dict
+    ) -> None:
+        server = options["postgres"].rstrip("/")
+        name = f"integr8s_bench_{os.getpid()}"
+        try:
+            ensure_database(server, name)
+        except Exception as exc:  # no server, or no right to create databases
+            why = f"PostgreSQL: no scratch database on {server} ({exc})"
+            report.skipped.append(why)
+            self.say(f"\nskipped {why}")
+            return
+        try:
+            url = f"{server}/{name}"
+            report.services.append(self.service("PostgreSQL", url, scratch, runs, levels, options))
+        finally:
+            drop_database(server, name)
 
     # --- the service ---------------------------------------------------------------------
 
@@ -657,6 +820,8 @@ def command_line(options: dict[str, Any]) -> str:
         "podman_runs": 20,
         "clients": "1,2,4,8,16",
         "load_clients": 16,
+        "import_runs": 10,
+        "only": "",
     }
     extra = [
         f"--{key.replace('_', '-')} {options[key]}"
