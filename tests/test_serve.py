@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -118,3 +119,55 @@ def test_serve_runs_web_and_worker_restarts_a_dead_worker_and_stops_both_on_ctrl
         ["pgrep", "-f", f"127.0.0.1:{port}"], capture_output=True, text=True
     ).stdout
     assert leftover == ""
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_requests_that_wait_hold_no_database_connection_while_they_wait():
+    """More wait=true requests than the pool has connections, with no worker to end their
+    runs: a read of a result must still get a connection (it queued for one until the pool's
+    timeout, 10 s, and answered 500 when each wait held a connection for its whole wait)."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("the connection pool is PostgreSQL's (SQLite opens a connection per thread)")
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url(),
+        "DATABASE_POOL_SIZE": "3",
+        "WEB_THREADS": "2",
+    }
+    web = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", "python:integr8s.gunicorn",
+         "integr8s.asgi:application", "--bind", f"127.0.0.1:{port}"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                get(f"{base}/healthz")
+                break
+            except OSError:
+                assert web.poll() is None and time.monotonic() < deadline, "no web server"
+                time.sleep(0.2)
+        status, queued = get(f"{base}/api/v1/execute", json.dumps({"script": "pass"}).encode())
+        assert status == 202
+
+        def wait_for_a_run():
+            try:
+                get(f"{base}/api/v1/execute?wait=true", json.dumps({"script": "pass"}).encode())
+            except OSError:
+                pass  # the server is stopped under it at the end
+
+        for _ in range(6):
+            threading.Thread(target=wait_for_a_run, daemon=True).start()
+        time.sleep(2)  # all six submitted and waiting
+        status, body = get(f"{base}/api/v1/result/{queued['execution_id']}")
+        assert (status, body["status"]) == (200, "queued")
+    finally:
+        os.killpg(web.pid, signal.SIGINT)  # gunicorn's quick stop: the waits are not awaited
+        web.wait(timeout=30)
