@@ -23,3 +23,7 @@ graceful_timeout = 20
 # because a client may not send a request that is not idempotent again.
 keepalive = int(os.environ.get("WEB_KEEPALIVE_S", 75))
 accesslog = "-"
+# Who the client is, behind how many proxies, is decided in one place: BEHIND_PROXY
+# (integr8s.throttling.client_ip). The server must not rewrite the peer address from
+# X-Forwarded-For on its own (uvicorn does, for peers on loopback, by default).
+forwarded_allow_ips = ""

@@ -216,6 +216,7 @@ def test_one_serving_configuration_asgi_with_a_long_keep_alive():
 
     assert gunicorn.worker_class == "uvicorn_worker.UvicornWorker"
     assert gunicorn.workers == 1 and gunicorn.keepalive >= 60
+    assert gunicorn.forwarded_allow_ips == ""  # BEHIND_PROXY decides, not the server
 
 
 def test_the_dockerfile_builds_the_app_image():

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from executions.models import Execution
 from tests.conftest import database_url
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -85,11 +86,15 @@ def test_serve_runs_web_and_worker_restarts_a_dead_worker_and_stops_both_on_ctrl
         time.sleep(3)  # longer than gunicorn's default keep-alive (2 s)
         conn.request(
             "POST", "/api/v1/execute", body=b'{"script": "print(1)"}',
-            headers={"Content-Type": "application/json"},
+            headers={"Content-Type": "application/json", "X-Forwarded-For": "203.0.113.9"},
         )  # fmt: skip
         answer = conn.getresponse()
-        assert answer.status == 202, answer.read()
+        body = answer.read()
+        assert answer.status == 202, body
         conn.close()
+        # Without BEHIND_PROXY the client is the peer, whatever X-Forwarded-For says.
+        queued = json.loads(body)["execution_id"]
+        assert Execution.objects.get(execution_id=queued).client_ip == "127.0.0.1"
 
         # The worker's own metrics, on loopback: what it finished.
         with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/", timeout=10) as r:
