@@ -8,7 +8,12 @@ import pytest
 from executions.limits import MIB, Limits
 from executions.runtimes import Runtime
 from executions.sandbox.contract import RunSpec
-from executions.sandbox.kubernetes import WRAPPER_SOURCE, KubernetesBackend, from_settings
+from executions.sandbox.kubernetes import (
+    PLOTS_SOURCE,
+    WRAPPER_SOURCE,
+    KubernetesBackend,
+    from_settings,
+)
 from executions.sandbox.kubernetes.wrapper import parse_limits
 
 K8S_VERSION = kubernetes_validate.utils.latest_version()
@@ -97,7 +102,12 @@ def test_the_config_map_carries_the_script_stdin_and_wrapper():
     pod, cm = make()
     assert cm["metadata"]["name"] == pod["spec"]["volumes"][0]["configMap"]["name"]
     assert cm["metadata"]["labels"] == pod["metadata"]["labels"]
-    assert cm["data"] == {"wrapper.py": WRAPPER_SOURCE, "script.py": "print('hi')\n", "stdin": "in"}
+    assert cm["data"] == {
+        "wrapper.py": WRAPPER_SOURCE,
+        "script.py": "print('hi')\n",
+        "stdin": "in",
+        "integr8s_plots.py": PLOTS_SOURCE,
+    }
     assert cm["immutable"] is True
     mount = pod["spec"]["containers"][0]["volumeMounts"][0]
     assert mount == {"name": "code", "mountPath": "/integr8s", "readOnly": True}

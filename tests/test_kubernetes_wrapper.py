@@ -1219,3 +1219,26 @@ def test_output_files_come_back_within_the_caps(run, tmp_path):
     )
     assert sparse.result.files == [("small", b"kept")]  # judged by its size, never read
     assert sparse.result.error_type == "output_limit"
+
+
+def test_plt_show_saves_each_figure_as_a_png_output(run):
+    """matplotlib's backend in a pod is integr8s_plots.py, shipped beside the script: Agg, and
+    plt.show() saves the open figures into the outputs, as in the local sandbox."""
+    from executions import runtimes
+    from executions.sandbox.local import command
+
+    site = command.site_dir(runtimes.default_version("local"))
+    if site is None or not (Path(site) / "matplotlib").is_dir():
+        pytest.skip("the default version's package set is not built (make test builds it)")
+    script = (
+        f"import sys; sys.path.append({str(site)!r})\n"
+        "import matplotlib.pyplot as plt\n"
+        "plt.plot([1, 2, 3]); plt.show()\n"
+        "plt.figure(); plt.bar([1], [2]); plt.show()\n"
+        "import matplotlib; print(matplotlib.get_backend())\n"
+    )
+    r = run(script, wall_time_s=30, cpu_time_s=30, memory_bytes=512 << 20)
+    assert r.result.status == "completed", r.result
+    assert r.result.output == "module://integr8s_plots\n"
+    assert [name for name, _ in r.result.files] == ["figure-1.png", "figure-2.png"]
+    assert all(body.startswith(b"\x89PNG\r\n\x1a\n") for _, body in r.result.files)

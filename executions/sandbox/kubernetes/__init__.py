@@ -39,7 +39,9 @@ from executions.sandbox.contract import INPUTS_DIR, Backend, Events, Facts, RunR
 log = logging.getLogger(__name__)
 
 WRAPPER_SOURCE = (Path(__file__).parent / "wrapper.py").read_text()
-CODE_KEYS = ("wrapper.py", "script.py", "stdin")  # what the code volume shows at CODE_DIR
+PLOTS_SOURCE = (Path(__file__).parent / "plots.py").read_text()  # matplotlib's backend
+# What the code volume shows at CODE_DIR (the script's own folder, so on its sys.path).
+CODE_KEYS = ("wrapper.py", "script.py", "stdin", "integr8s_plots.py")
 APP_LABEL = "app.kubernetes.io/name"
 APP = "integr8s-execution"
 INSTALLATION_LABEL = "integr8s/installation"
@@ -420,7 +422,12 @@ class KubernetesBackend(Backend):
             "kind": "ConfigMap",
             "metadata": {"name": name, "namespace": self.namespace, "labels": dict(labels)},
             "immutable": True,
-            "data": {"wrapper.py": WRAPPER_SOURCE, "script.py": spec.script, "stdin": spec.stdin},
+            "data": {
+                "wrapper.py": WRAPPER_SOURCE,
+                "script.py": spec.script,
+                "stdin": spec.stdin,
+                "integr8s_plots.py": PLOTS_SOURCE,
+            },
         }
         if spec.files:
             # Input files: binaryData under keys of our own (a key allows few characters), each

@@ -508,7 +508,10 @@ def main():
         "OPENBLAS_NUM_THREADS": "1",
         "OMP_NUM_THREADS": "1",
         "MKL_NUM_THREADS": "1",
-        "MPLBACKEND": "Agg",
+        # Agg, and plt.show() saves PNGs into the outputs (integr8s_plots.py, beside the
+        # script in the code volume), as in the local sandbox.
+        "MPLBACKEND": "module://integr8s_plots",
+        "INTEGR8S_OUTPUTS": outputs,
         "MPLCONFIGDIR": "/tmp",
     }
     try:
