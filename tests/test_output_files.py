@@ -185,3 +185,29 @@ def test_the_result_panel_shows_images_inline_and_links_the_rest(alice, bob, set
     other.force_login(bob)
     assert other.get(execution.get_absolute_url()).status_code == 404
     assert other.get(f"{base}/figure-1.png").status_code == 404
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_run_is_seen_ending_with_its_files_never_without(alice, settings, tmp_path, monkeypatch):
+    """The end and the files commit together: a file stored after the end was missing from
+    wait=true's answer (the waiter woke at the end's commit and listed no files)."""
+    from django.db import connection
+
+    settings.MEDIA_ROOT = str(tmp_path)
+    execution = Execution.objects.submit(
+        "open('/tmp/outputs/big.bin', 'wb').write(b'x' * 500_000)", owner=alice
+    )
+    seen = []
+    create = OutputFile.objects.create
+
+    def stored(**fields):
+        # Storing a file: the run's end must not be committed yet (it is this transaction's).
+        seen.append(connection.in_atomic_block)
+        return create(**fields)
+
+    monkeypatch.setattr(OutputFile.objects, "create", stored)
+    call_command("runworker", once=True, stdout=StringIO())
+    assert seen == [True]
+    execution.refresh_from_db()
+    assert execution.status == "completed"
+    assert OutputFile.objects.get(execution=execution).size == 500_000

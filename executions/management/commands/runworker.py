@@ -23,7 +23,7 @@ from typing import Any
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.management.base import BaseCommand, CommandParser
-from django.db import DatabaseError, close_old_connections, connection
+from django.db import DatabaseError, close_old_connections, connection, transaction
 from django.utils import timezone
 
 from executions import metrics, notify, runtimes
@@ -332,7 +332,13 @@ class Command(BaseCommand):
         ends, once, as a platform failure that says so: it is not left running to be
         recovered and run a second time."""
         try:
-            stored = execution.finish(result, worker=self.name)
+            # The end and the output files in one commit: whoever sees the run end (a wait, the
+            # events stream, the page) sees its files too. Stored after it, a wait=true answer
+            # listed no files for any file that took a moment to write.
+            with transaction.atomic():
+                stored = execution.finish(result, worker=self.name)
+                if stored:
+                    self.keep_files(execution, result)
         except DatabaseError as exc:
             log.exception("run %s: the database refused its result", execution.execution_id)
             connection.close()
@@ -353,7 +359,6 @@ class Command(BaseCommand):
         if stored:
             # The result holds all of it now: the live view's rows go.
             OutputChunk.objects.filter(execution_id=execution.pk).delete()
-            self.keep_files(execution, result)
             self.record(execution, result)
         else:
             log.warning("result for %s dropped: no longer ours", execution.execution_id)
@@ -365,13 +370,14 @@ class Command(BaseCommand):
         for name, data in result.files:
             content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
             try:
-                OutputFile.objects.create(
-                    execution=execution,
-                    name=name,
-                    size=len(data),
-                    content_type=content_type,
-                    file=ContentFile(data, name=name),
-                )
+                with transaction.atomic():  # a savepoint: one file refused leaves the rest
+                    OutputFile.objects.create(
+                        execution=execution,
+                        name=name,
+                        size=len(data),
+                        content_type=content_type,
+                        file=ContentFile(data, name=name),
+                    )
             except (DatabaseError, OSError):
                 log.exception("run %s: output file %r not kept", execution.execution_id, name)
 
