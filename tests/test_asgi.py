@@ -13,8 +13,9 @@ from integr8s import asgi
 STATIC = Path(__file__).resolve().parent.parent / "static"
 
 
-def call(method: str, path: str, body: bytes = b"", headers=(), query: bytes = b""):
-    """One request through the application: (status, headers, body)."""
+def call(method: str, path: str, body: bytes = b"", headers=(), query: bytes = b"", length=None):
+    """One request through the application: (status, headers, body). length: the
+    Content-Length sent (the body's own by default; False sends none)."""
     messages: list[dict] = []
     incoming = [{"type": "http.request", "body": body, "more_body": False}]
 
@@ -36,7 +37,8 @@ def call(method: str, path: str, body: bytes = b"", headers=(), query: bytes = b
         "raw_path": path.encode(),
         "query_string": query,
         "root_path": "",
-        "headers": [(b"host", b"localhost"), (b"content-length", b"%d" % len(body)), *headers],
+        "headers": [(b"host", b"localhost"), *headers]
+        + ([] if length is False else [(b"content-length", b"%d" % (length or len(body)))]),
         "client": ("127.0.0.1", 40000),
         "server": ("localhost", 80),
     }
@@ -114,3 +116,42 @@ def test_a_view_that_waits_is_served_by_djangos_handler(monkeypatch):
     )
     assert code == 202 and json.loads(body)["status"] == "queued"
     assert served == ["/api/v1/execute"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_body_bigger_than_any_view_takes_is_refused_before_it_is_read(settings):
+    read = []
+
+    async def receive():
+        read.append(1)
+        return {"type": "http.request", "body": b"x", "more_body": True}
+
+    too_big = settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 1
+    for path in ("/healthz", "/api/v1/execute"):  # a synchronous view, and one that waits
+        code, _, body = call("POST", path, length=too_big)
+        assert code == 413 and b"the most it may be is" in body
+    messages = []
+
+    async def send(message):
+        messages.append(message)
+
+    headers = [(b"host", b"localhost"), (b"content-length", b"%d" % too_big)]
+    scope = {"type": "http", "method": "POST", "path": "/healthz", "headers": headers}
+    asyncio.run(asgi.application(scope, receive, send))
+    assert messages[0]["status"] == 413 and read == []  # not one chunk of it was asked for
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_chunked_body_is_refused_with_411():
+    headers = [(b"transfer-encoding", b"chunked"), (b"content-type", b"application/json")]
+    code, _, body = call(
+        "POST", "/api/v1/execute", b'{"script": "print(1)"}', headers, length=False
+    )
+    assert code == 411 and b"Content-Length" in body
+
+
+def test_only_short_paths_are_cached():
+    asgi._waits.cache_clear()
+    asgi.waits("/healthz")
+    asgi.waits("/" + "x" * 100_000)
+    assert asgi._waits.cache_info().currsize == 1
