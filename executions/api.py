@@ -200,10 +200,12 @@ def key_reused(key: str, earlier: Execution) -> Response:
 
 
 def take_wait_slot(request: Request) -> tuple[str, Refusal | None]:
-    """A caller holds at most MAX_ACTIVE_PER_CALLER requests waiting (wait=true) at once, new
-    submissions and replays alike. Counted in the cache (per process by default, site-wide
-    with CACHE_URL); the count expires a while after the longest wait, so a process that died
-    mid-wait cannot hold a caller's slots. Returns (the key to give back, or why not)."""
+    """A caller holds at most MAX_ACTIVE_PER_CALLER requests waiting at once (wait=true, new
+    submissions and replays alike, and events streams: each holds a connection, and a stream
+    looks at the database five times a second). Counted in the cache (per process by
+    default, site-wide with CACHE_URL); the count expires a while after the longest wait, so a
+    process that died mid-wait cannot hold a caller's slots. Returns (the key to give back, or
+    why not)."""
     if request.user.is_authenticated:
         key = f"waiting:user:{request.user.pk}"
     else:
@@ -614,8 +616,12 @@ that already ended answers `end` at once. Who may read it is who may read the re
 def execution_events_check(request: Request, execution_id: str) -> Response:
     """Authentication and the access rule, the DRF way, for execution_events (below)."""
     execution = get_execution(request, execution_id, Execution.objects.visible_to(request))
+    slot, refusal = take_wait_slot(request)
+    if refusal:
+        return too_many(refusal)
     response = Response(status=status.HTTP_204_NO_CONTENT)
     response.integr8s_execution = execution  # type: ignore[attr-defined]  # a note for the stream
+    response.integr8s_slot = slot  # type: ignore[attr-defined]  # given back when it ends
     return response
 
 
@@ -637,13 +643,15 @@ async def execution_events(
     execution = getattr(checked, "integr8s_execution", None)
     if execution is None:  # a 4xx from the check
         return checked
+    slot = checked.integr8s_slot  # type: ignore[attr-defined]
     raw = request.headers.get("Last-Event-ID") or request.GET.get("last_event_id") or "0"
     try:
         after = max(0, int(raw))
     except ValueError:
+        await sync_to_async(give_wait_slot)(slot)
         return JsonResponse({"last_event_id": ["Must be a number."]}, status=400)
     response = StreamingHttpResponse(
-        event_stream(request, execution, after), content_type="text/event-stream"
+        event_stream(request, execution, after, slot), content_type="text/event-stream"
     )
     response["Cache-Control"] = "no-store"
     response["X-Accel-Buffering"] = "no"  # proxies must not hold events back
@@ -664,8 +672,16 @@ def _look(pk: int, after: int) -> tuple[Execution | None, list[OutputChunk]]:
 
 
 async def event_stream(
-    request: HttpRequest, execution: Execution, after: int
+    request: HttpRequest, execution: Execution, after: int, slot: str
 ) -> AsyncIterator[str]:
+    try:
+        async for part in _events(request, execution, after):
+            yield part
+    finally:  # ended, or the client went away: its wait slot goes back
+        await sync_to_async(give_wait_slot)(slot)
+
+
+async def _events(request: HttpRequest, execution: Execution, after: int) -> AsyncIterator[str]:
     key, last_status, quiet_since = str(execution.execution_id), "", time.monotonic()
     while True:
         row, chunks = await briefly(_look)(execution.pk, after)

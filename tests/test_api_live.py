@@ -95,6 +95,20 @@ def test_another_user_s_stream_is_a_404_and_a_bad_id_too(alice, bob_api):
     assert bad.status_code == 404  # not visible: the id is checked first
 
 
+@pytest.mark.django_db
+def test_a_caller_holds_as_many_streams_as_waits_and_gets_them_back(client, settings):
+    settings.MAX_ACTIVE_PER_CALLER = 2
+    running = make("print(1)")
+    open_streams = [events(client, running), events(client, running)]
+    assert all(r.status_code == 200 for r in open_streams)
+    refused = events(client, running)
+    assert refused.status_code == 429 and refused["Retry-After"]
+    assert "requests waiting" in refused.json()["detail"]
+    Execution.objects.filter(pk=running.pk).update(status=Status.COMPLETED)
+    parse(open_streams[0])  # read to its end: its slot goes back
+    assert events(client, running).status_code == 200
+
+
 @pytest.mark.django_db(transaction=True)
 def test_output_arrives_while_it_runs_then_the_end(worker):
     client = APIClient()

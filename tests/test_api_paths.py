@@ -193,7 +193,7 @@ def test_event_stream_of_a_deleted_run_ends_saying_so(alice):
     request = RequestFactory().get("/")
     run_copy = Execution.objects.get(pk=run.pk)
     run.delete()
-    events = events_of(collect(api.event_stream(request, run_copy, 0)))
+    events = events_of(collect(api.event_stream(request, run_copy, 0, "waiting:test")))
     assert events == [("end", {"detail": "This execution was deleted."})]
 
 
@@ -218,7 +218,7 @@ def test_event_stream_follows_a_run_to_its_end(alice, monkeypatch):
         return real_look(pk, after)
 
     monkeypatch.setattr(api, "_look", look)
-    parts = collect(api.event_stream(request, run, 0))
+    parts = collect(api.event_stream(request, run, 0, "waiting:test"))
     assert ": still running\n\n" in parts
     events = events_of(parts)
     assert events[0] == ("status", {"status": "queued"})
