@@ -57,7 +57,6 @@ from executions.models import (
     ExecutionQuerySet,
     InputLine,
     OutputChunk,
-    OutputFile,
     SavedScript,
     Status,
 )
@@ -252,7 +251,8 @@ def briefly[T](fn: Callable[..., T]) -> Callable[..., Awaitable[T]]:
     return sync_to_async(call)
 
 
-def _read(pk: int) -> Execution | None:
+@briefly
+def read_row(pk: int) -> Execution | None:
     return Execution.objects.with_file_flags().filter(pk=pk).first()
 
 
@@ -267,7 +267,7 @@ async def wait_for(execution: Execution, fresh: bool = False) -> Execution:
     look = not fresh  # a run queued a moment ago cannot have ended yet
     while True:
         if look:
-            seen = await briefly(_read)(execution.pk)
+            seen = await read_row(execution.pk)
             if seen is None:  # deleted meanwhile (by an operator)
                 raise exceptions.NotFound("This execution was deleted.")
             if seen.status == Status.RUNNING and row.status != seen.status:
@@ -665,7 +665,8 @@ def serialized(execution: Execution, request: HttpRequest) -> dict[str, Any]:
     return dict(ExecutionSerializer(execution, context={"request": request}).data)
 
 
-def _look(pk: int, after: int) -> tuple[Execution | None, list[OutputChunk]]:
+@briefly
+def look(pk: int, after: int) -> tuple[Execution | None, list[OutputChunk]]:
     row = Execution.objects.filter(pk=pk).first()
     chunks = list(OutputChunk.objects.filter(execution_id=pk, seq__gt=after).order_by("seq"))
     return row, chunks
@@ -684,7 +685,7 @@ async def event_stream(
 async def _events(request: HttpRequest, execution: Execution, after: int) -> AsyncIterator[str]:
     key, last_status, quiet_since = str(execution.execution_id), "", time.monotonic()
     while True:
-        row, chunks = await briefly(_look)(execution.pk, after)
+        row, chunks = await look(execution.pk, after)
         if row is None:
             yield sse("end", {"detail": "This execution was deleted."})
             return
@@ -724,7 +725,7 @@ def execution_file(request: Request, execution_id: str, name: str) -> FileRespon
     found = execution.files.filter(name=name).first()
     if found is None:
         raise exceptions.NotFound(f'This execution has no output file "{name}".')
-    inline = found.content_type in OutputFile.RASTER
+    inline = found.is_raster
     response = FileResponse(
         found.file.open("rb"),
         as_attachment=not inline,

@@ -688,8 +688,10 @@ class OutputFile(models.Model):
 
 
 @receiver(post_delete, sender="executions.OutputFile", dispatch_uid="executions.drop_output_file")
-def drop_output_file(sender: type, instance: "OutputFile", **kwargs: Any) -> None:
-    """Files go with their rows, however the rows go (an execution deleted, a purge)."""
+@receiver(post_delete, sender="executions.InputFile", dispatch_uid="executions.drop_input_file")
+def drop_stored_file(sender: type, instance: "OutputFile | InputFile", **kwargs: Any) -> None:
+    """A run's files, out and in, go with their rows, however the rows go (an execution
+    deleted, a purge)."""
     instance.file.delete(save=False)
 
 
@@ -716,11 +718,6 @@ class InputFile(models.Model):
 
     def __str__(self) -> str:
         return f"{self.execution_id}/{self.name}"
-
-
-@receiver(post_delete, sender="executions.InputFile", dispatch_uid="executions.drop_input_file")
-def drop_input_file(sender: type, instance: "InputFile", **kwargs: Any) -> None:
-    instance.file.delete(save=False)
 
 
 class InputLine(models.Model):

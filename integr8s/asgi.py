@@ -150,15 +150,14 @@ class Handler(ASGIHandler):
 
         set_script_prefix(get_script_prefix(scope))
         signals.request_started.send(sender=self.__class__, scope=scope)
-        request, refused = self.create_request(scope, body_file)
-        if request is None or refused is not None:  # undecodable, or too big: Django's answer
-            assert refused is not None
-            response: HttpResponseBase = refused
-        else:
+        # A request, or (undecodable, too big) Django's answer instead of one.
+        request, response = self.create_request(scope, body_file)
+        if request is not None:
             response = self.threaded.get_response(request)
             response._handler_class = self.__class__  # type: ignore[attr-defined]
             if isinstance(response, FileResponse):
                 response.block_size = self.chunk_size
+        assert response is not None
         try:
             start = {"type": "http.response.start", "status": response.status_code}
             start["headers"] = headers_of(response)

@@ -206,18 +206,18 @@ def test_event_stream_follows_a_run_to_its_end(alice, monkeypatch):
     monkeypatch.setattr(api, "EVENTS_TICK_S", 0.01)
     monkeypatch.setattr(api, "EVENTS_KEEPALIVE_S", -1)  # every quiet look sends one
     looks = {"n": 0}
-    real_look = api._look
+    real_look = api.look
 
-    def look(pk, after):
+    async def look(pk, after):
         looks["n"] += 1
         if looks["n"] == 2:
-            Execution.objects.filter(pk=pk).update(status="running")
-            OutputChunk.objects.create(execution_id=pk, seq=1, stream="stdout", text="a")
+            await Execution.objects.filter(pk=pk).aupdate(status="running")
+            await OutputChunk.objects.acreate(execution_id=pk, seq=1, stream="stdout", text="a")
         elif looks["n"] == 4:
-            Execution.objects.filter(pk=pk).update(status="completed", output="a")
-        return real_look(pk, after)
+            await Execution.objects.filter(pk=pk).aupdate(status="completed", output="a")
+        return await real_look(pk, after)
 
-    monkeypatch.setattr(api, "_look", look)
+    monkeypatch.setattr(api, "look", look)
     parts = collect(api.event_stream(request, run, 0, "waiting:test"))
     assert ": still running\n\n" in parts
     events = events_of(parts)
