@@ -643,7 +643,7 @@ async def execution_events(
     execution = getattr(checked, "integr8s_execution", None)
     if execution is None:  # a 4xx from the check
         return checked
-    slot = checked.integr8s_slot  # type: ignore[attr-defined]
+    slot = checked.integr8s_slot  # type: ignore[attr-defined]  # set beside integr8s_execution
     raw = request.headers.get("Last-Event-ID") or request.GET.get("last_event_id") or "0"
     try:
         after = max(0, int(raw))

@@ -154,6 +154,8 @@ class Handler(ASGIHandler):
         request, response = self.create_request(scope, body_file)
         if request is not None:
             response = self.threaded.get_response(request)
+            # Django's own handler sets this note too (the test client reads it); the stubs
+            # do not declare it.
             response._handler_class = self.__class__  # type: ignore[attr-defined]
             if isinstance(response, FileResponse):
                 response.block_size = self.chunk_size
