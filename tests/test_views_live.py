@@ -120,6 +120,19 @@ def test_tracebacks_show_neutral_paths():
     assert neutral_paths(host) == '  File "/usr/lib/python3.12/json/__init__.py", line 3'
 
 
+def test_a_traceback_printed_while_it_runs_shows_neutral_paths_too(client):
+    # traceback.print_exc() in a script that goes on: the live console, not only the result.
+    # The worker's batches may cut a path in two.
+    run = own_run(client)
+    chunk(run, 1, "stderr", '  File "/root/.pyenv/versions/3.12.1/li')
+    chunk(run, 2, "stderr", 'b/python3.12/json/decoder.py", line 3\n')
+    chunk(run, 3, "stdout", "still going\n")
+    html = client.get(run.get_absolute_url(), **LIVE).content.decode()
+    assert "/root/.pyenv" not in html
+    assert "File &quot;/usr/lib/python3.12/json/decoder.py&quot;, line 3" in html
+    assert "still going" in html
+
+
 # --- input --------------------------------------------------------------------------------
 
 

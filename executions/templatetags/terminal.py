@@ -11,6 +11,8 @@ from django import template
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
+from executions.templatetags.executions import neutral_paths
+
 register = template.Library()
 
 # A CSI sequence (ESC [ params letter), a lone ESC with one more character, or a control
@@ -150,4 +152,12 @@ def terminal(text: str, stream: str = "stdout") -> SafeString:
 
 @register.filter
 def console(pieces: Iterable[tuple[str, str]]) -> SafeString:
-    return render(pieces)
+    """The live console: stderr with neutral paths as in the result, each run of one stream
+    joined first (the worker's batches may cut a traceback's path in two)."""
+    joined: list[tuple[str, str]] = []
+    for stream, text in pieces:
+        if joined and joined[-1][0] == stream:
+            joined[-1] = (stream, joined[-1][1] + text)
+        else:
+            joined.append((stream, text))
+    return render((s, neutral_paths(t) if s == "stderr" else t) for s, t in joined)
