@@ -168,9 +168,10 @@ class InputForm(forms.Form):
     text = forms.CharField(required=False, strip=False, label="Input")
     eof = forms.BooleanField(required=False, label="End of input")
 
-    def __init__(self, *args: Any, sent: int = 0, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, sent: int, cap: int, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.sent = sent  # bytes of input this run was given already
+        self.sent = sent  # bytes of input this run was given already, its stdin included
+        self.cap = cap  # the run's own stdin cap
 
     def clean(self) -> dict[str, Any]:
         super().clean()
@@ -181,13 +182,12 @@ class InputForm(forms.Form):
         if data.get("eof"):
             return data
         # Input while it runs is capped as stdin is: all of it together.
-        cap = limits.current().stdin_bytes
         size = self.sent + len((data.get("text", "") + "\n").encode("utf-8", "surrogatepass"))
-        if size > cap:
+        if size > self.cap:
             self.add_error(
                 "text",
                 f"This run's input would be {limits.human_bytes(size)}; "
-                f"the limit is {limits.human_bytes(cap)}.",
+                f"the limit is {limits.human_bytes(self.cap)}.",
             )
         return data
 

@@ -207,3 +207,12 @@ def test_bad_input_names_the_field(client, settings):
     assert "the limit is 1 KiB" in response.content.decode()
     assert response["HX-Retarget"] == "#input"
     assert not InputLine.objects.exists()
+
+
+def test_typed_input_and_the_stdin_given_before_share_one_cap(client, settings):
+    # As the API counts it (POST /api/v1/executions/<id>/input): stdin included.
+    settings.LIMITS = {**settings.LIMITS, "stdin_kb": 1}
+    run = own_run(client, stdin="x" * 900)
+    response = client.post(input_url(run), {"text": "y" * 200}, **HTMX)
+    assert response.status_code == 400 and "the limit is 1 KiB" in response.content.decode()
+    assert client.post(input_url(run), {"text": "y" * 100}, **HTMX).status_code == 200
