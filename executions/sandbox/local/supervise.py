@@ -435,6 +435,10 @@ def supervise(
             status, rusage = reaped
         proc.returncode = os.waitstatus_to_exitcode(status)
         facts.wall_time_ms = int((time.monotonic() - (script_started or started)) * 1000)
+        if script_started is not None:
+            # From the worker's ask to the script's start (a spare's hand-over, or a new
+            # sandbox's launch): integr8s_sandbox_start_seconds, as a pod's start on Kubernetes.
+            facts.extra["start_seconds"] = round(script_started - started, 4)
         facts.extra["cpu_wait_ms"] = int(cpu_wait.waited_s * 1000)
         facts.tmp_full = _full(tmp_fd)
         facts.files, facts.files_capped = collect_outputs(
