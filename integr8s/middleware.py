@@ -1,11 +1,12 @@
-"""Site-wide response rules: security headers, no caching of what may be private, password
-attempts over the limit as a 429 page, and debug pages that keep credentials out."""
+"""Site-wide request and response rules: no NUL in a URL, security headers, no caching of
+what may be private, password attempts over the limit as a 429 page, and debug pages that
+keep credentials out."""
 
 import re
 from collections.abc import Callable
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.utils.cache import patch_cache_control
 from django.views.debug import SafeExceptionReporterFilter
@@ -29,6 +30,26 @@ class SecurityHeadersMiddleware:
         if "Cache-Control" not in response:
             patch_cache_control(response, no_store=True)
         return response
+
+
+class RefuseNulMiddleware:
+    """A NUL character in a request's path or query is a 400 before any view looks. No URL of
+    the site holds one, and PostgreSQL refuses NUL in text: a share token, an output file's
+    name or an admin filter with one was a 500 there (a 404 on SQLite). A body is left to the
+    forms and serializers, which refuse NUL naming the field."""
+
+    MESSAGE = "The address holds a NUL character (%00): no address of this site does."
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        query = request.META.get("QUERY_STRING", "")
+        if "\x00" in request.path or "%00" in query or "\x00" in query:
+            if request.path.startswith("/api/"):
+                return JsonResponse({"detail": self.MESSAGE}, status=400)
+            return HttpResponse(self.MESSAGE + "\n", status=400, content_type="text/plain")
+        return self.get_response(request)
 
 
 class TooManyPasswordAttemptsMiddleware:
