@@ -132,6 +132,11 @@ def idempotency_key(request: Request) -> str:
         raise serializers.ValidationError(
             {"Idempotency-Key": [f"At most {IDEMPOTENCY_KEY_MAX} characters."]}
         )
+    # It is stored and looked up as text, and PostgreSQL refuses NUL in text (a 500).
+    if any(ord(c) < 32 or ord(c) == 127 for c in key):
+        raise serializers.ValidationError(
+            {"Idempotency-Key": ["No control characters (NUL, tab, newline ...): any other text."]}
+        )
     if key and not request.user.is_authenticated and not live_session(request):
         raise serializers.ValidationError(
             {
@@ -223,6 +228,7 @@ def take_wait_slot(request: Request) -> tuple[str, Refusal | None]:
             f"You already have {held - 1} requests waiting for runs to end (the limit is "
             f"{settings.MAX_ACTIVE_PER_CALLER}). Wait for one, or poll the result instead.",
             retry_after=1,
+            reason="waits",
         )
     return key, None
 
@@ -372,7 +378,10 @@ def submitted(request: Request) -> Any:
             "Idempotency-Key",
             OpenApiTypes.STR,
             OpenApiParameter.HEADER,
-            description=f"Any string up to {IDEMPOTENCY_KEY_MAX} characters, unique per request.",
+            description=(
+                f"Any text up to {IDEMPOTENCY_KEY_MAX} characters without control characters, "
+                "unique per request."
+            ),
         ),
     ],
     responses={

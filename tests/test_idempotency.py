@@ -99,6 +99,15 @@ def test_an_anonymous_key_without_a_session_is_refused():
     assert submit(made_up).status_code == 400
 
 
+@pytest.mark.parametrize("key", ["a\x00b", "tab\there", "bell\x07"])
+def test_a_key_with_a_control_character_is_a_400_naming_the_header(alice_api, key):
+    """PostgreSQL refuses NUL in text: such a key was a 500 there."""
+    r = submit(alice_api, key=key)
+    assert r.status_code == 400
+    assert "control character" in r.json()["Idempotency-Key"][0]
+    assert not Execution.objects.exists()
+
+
 def test_an_anonymous_session_replays_its_own_key():
     client = browser()
     first = submit(client)
