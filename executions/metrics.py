@@ -42,6 +42,28 @@ RECOVERED = Counter(
     ["outcome"],
 )
 
+# Why the web refused a caller (429) or everyone (503), as integr8s.throttling.Refusal names it.
+# Every reason starts at 0, so the overview's refusals panel and rate() see the first one.
+REFUSAL_REASONS = (
+    "submissions",  # THROTTLE_ANON / THROTTLE_USER: runs submitted per period
+    "runs_in_flight",  # MAX_ACTIVE_PER_CALLER runs queued or running
+    "waits",  # MAX_ACTIVE_PER_CALLER requests waiting (wait=true, events streams)
+    "queue_full",  # MAX_QUEUED: 503 for everyone
+    "password_attempts",  # THROTTLE_LOGIN
+    "signups",  # THROTTLE_SIGNUP
+    "password_resets",  # THROTTLE_SIGNUP, per address asking for reset e-mails
+)
+REFUSALS = Counter(
+    "integr8s_refusals_total",
+    "Requests refused with 429 or 503 and Retry-After, by the limit that refused them.",
+    ["reason"],
+)
+for _reason in REFUSAL_REASONS:
+    REFUSALS.labels(reason=_reason)
+# Lost runs are rare: both outcomes start at 0 so that increase() sees the first one.
+for _outcome in ("requeued", "failed"):
+    RECOVERED.labels(outcome=_outcome)
+
 
 RUN_CPU = Histogram(
     "integr8s_execution_cpu_seconds",

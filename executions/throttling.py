@@ -48,6 +48,7 @@ def check_rate(request: HttpRequest) -> Refusal | None:
             f"Too many runs: the limit is {allowed} per {period} seconds. "
             f"Try again in {wait} seconds.",
             retry_after=wait,
+            reason="submissions",
         )
     return None
 
@@ -61,6 +62,7 @@ def check_submission(request: HttpRequest) -> Refusal | None:
             "Please try again in a minute.",
             retry_after=30,
             status=503,
+            reason="queue_full",
         )
     user = request.user
     active = Execution.objects.for_caller(user, client_ip(request)).active().count()
@@ -69,5 +71,6 @@ def check_submission(request: HttpRequest) -> Refusal | None:
             f"You already have {active} scripts waiting or running (the limit is "
             f"{settings.MAX_ACTIVE_PER_CALLER}). Wait for one to finish, or cancel one.",
             retry_after=1,
+            reason="runs_in_flight",
         )
     return check_rate(request)

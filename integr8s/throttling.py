@@ -60,6 +60,14 @@ class Refusal:
     message: str
     retry_after: int  # seconds
     status: int = 429  # 429: this caller is over a limit; 503: the site is (a full queue)
+    # Which limit (executions.metrics.REFUSAL_REASONS): the overview dashboard's refusals panel.
+    reason: str = "other"
+
+    def __post_init__(self) -> None:
+        # A Refusal is made only to be given: count it here, whichever way it is answered.
+        from executions.metrics import REFUSALS
+
+        REFUSALS.labels(reason=self.reason).inc()
 
     def refuse(self, response: HttpResponse) -> HttpResponse:
         """Make a page that shows this refusal a 429 (or 503) that says when to try again."""
@@ -100,6 +108,10 @@ def check_password_attempt(request: HttpRequest | None) -> None:
         raise TooManyPasswordAttempts(refusal)
 
 
+# A refusal's reason (executions.metrics.REFUSAL_REASONS) for each action counted per address.
+ADDRESS_REASONS = {"signup": "signups", "login": "password_attempts", "reset": "password_resets"}
+
+
 def check_address(request: HttpRequest, action: str, rate: str, what: str) -> Refusal | None:
     allowed, period = parse_rate(rate)
     wait = rate_wait(f"{action}:ip:{client_ip(request)}", allowed, period, time.time())
@@ -107,6 +119,7 @@ def check_address(request: HttpRequest, action: str, rate: str, what: str) -> Re
         return Refusal(
             f"Too many {what} from your address. Try again in {wait} seconds.",
             retry_after=wait,
+            reason=ADDRESS_REASONS.get(action, "other"),
         )
     return None
 

@@ -100,3 +100,48 @@ def test_the_local_sandbox_reports_its_start_time_for_the_worker_dashboard():
     assert ran.status == "completed"
     assert local("count") == before_count + 1
     assert 0 < local("sum") - before_sum < 5
+
+
+def refusals(reason):
+    return sample("integr8s_refusals_total", reason=reason)
+
+
+def test_every_refusal_reason_is_exported_at_zero_before_the_first():
+    """rate() and the overview's "refusals by reason" panel see the first refusal only if its
+    series was there before it."""
+    for reason in metrics.REFUSAL_REASONS:
+        assert refusals(reason) is not None, reason
+    for outcome in ("requeued", "failed"):
+        assert sample("integr8s_executions_recovered_total", outcome=outcome) is not None
+
+
+@pytest.mark.django_db
+def test_each_limit_counts_its_refusals_by_reason(settings, alice_api, client):
+    from rest_framework.test import APIClient
+
+    execute = "/api/v1/execute"
+    before = {r: refusals(r) for r in metrics.REFUSAL_REASONS}
+
+    def counted():
+        return {
+            r: refusals(r) - before[r] for r in metrics.REFUSAL_REASONS if refusals(r) > before[r]
+        }
+
+    settings.MAX_ACTIVE_PER_CALLER = 1
+    assert alice_api.post(execute, {"script": "1"}, format="json").status_code == 202
+    assert alice_api.post(execute, {"script": "1"}, format="json").status_code == 429
+    assert counted() == {"runs_in_flight": 1}
+
+    settings.MAX_QUEUED = 1
+    assert APIClient().post(execute, {"script": "1"}, format="json").status_code == 503
+    assert counted() == {"runs_in_flight": 1, "queue_full": 1}
+
+    settings.MAX_QUEUED, settings.MAX_ACTIVE_PER_CALLER = 100, 100
+    settings.THROTTLE_USER = "2/min"  # the first run above counted
+    codes = [alice_api.post(execute, {"script": "1"}, format="json").status_code for _ in "ab"]
+    assert codes == [202, 429]
+    assert counted() == {"runs_in_flight": 1, "queue_full": 1, "submissions": 1}
+
+    settings.THROTTLE_LOGIN = "0/min"
+    assert client.post("/accounts/login/", {"username": "x", "password": "y"}).status_code == 429
+    assert counted()["password_attempts"] == 1
