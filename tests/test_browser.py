@@ -350,6 +350,24 @@ def test_a_share_link_opens_signed_out(page, site, browser, django_user_model):
     other.close()
 
 
+def test_on_a_phone_run_shows_the_result_and_history_its_times(page, site):
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(site + "/")
+    type_script(page, "print('from a phone, with a long line that history cuts short')\n")
+    page.click("#run-button")
+    wait_for_run(page, "completed")
+    top = page.evaluate("document.getElementById('result').getBoundingClientRect().top")
+    assert 0 <= top < 844, top  # scrolled to, below the editor
+    page.goto(site + "/executions/")
+    for column in ("Time", "Submitted"):
+        box = page.locator(f"#history-list th:has-text('{column}')").bounding_box()
+        assert box and box["x"] + box["width"] <= 390, (column, box)  # seen, not scrolled to
+    assert page.evaluate(
+        "(() => { const h = document.getElementById('history-list');"
+        " return h.scrollWidth <= h.clientWidth; })()"
+    )
+
+
 def test_esc_then_tab_leaves_the_editor_as_the_hint_says(page, site):
     page.goto(site + "/")
     assert "Esc then Tab" in page.locator("[data-editor-hint]").inner_text()
