@@ -2,7 +2,6 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from accounts import views
-from accounts.forms import PasswordChangeForm
 
 
 def page(name: str) -> str:
@@ -23,9 +22,7 @@ urlpatterns = [
     path("delete/", views.delete_account, name="account-delete"),
     path(
         "password/",
-        views.PasswordChangeView.as_view(
-            template_name=page("password_change"), form_class=PasswordChangeForm
-        ),
+        views.PasswordChangeView.as_view(template_name=page("password_change")),
         name="password_change",
     ),
     path(

@@ -5,16 +5,23 @@ import uuid
 from typing import Any
 
 from django.conf import settings
-from django.contrib import messages
+from django.contrib import admin, messages
 from django.contrib.auth import login, logout
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.db import IntegrityError, transaction
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse_lazy
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
-from accounts.forms import USERNAME_TAKEN, ApiKeyForm, DeleteAccountForm, SignUpForm
+from accounts.forms import (
+    USERNAME_TAKEN,
+    ApiKeyForm,
+    DeleteAccountForm,
+    PasswordChangeForm,
+    SignUpForm,
+)
 from accounts.models import ApiKey, User
 from integr8s.throttling import check_address, check_signup
 
@@ -58,8 +65,25 @@ class PasswordChangeView(auth_views.PasswordChangeView):
     """Django's view: the old password is a counted attempt; saving the new one ends every
     other session, token and API key of the user (User.save); this session stays."""
 
+    form_class = PasswordChangeForm
+
     def get_form_kwargs(self) -> dict[str, Any]:
         return {**super().get_form_kwargs(), "request": self.request}
+
+
+class AdminPasswordChangeView(PasswordChangeView):
+    """The admin's own "Change password" page, as this view: the admin builds its page from
+    Django's view, whose form never sees the request, so the old password went uncounted."""
+
+    template_name = "registration/password_change_form.html"  # the admin's template
+    success_url = reverse_lazy("admin:password_change_done")
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        request.current_app = admin.site.name  # the admin's URLs in its templates
+        return super().dispatch(request, *args, **kwargs)
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        return {**super().get_context_data(**kwargs), **admin.site.each_context(self.request)}
 
 
 def account_context(request: AuthenticatedHttpRequest, **extra: Any) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 login page, the admin's, the API's token endpoint, changing a password, deleting an account."""
 
 import pytest
+from django.core.cache import cache
 from django.urls import reverse
 from rest_framework.test import APIClient
 
@@ -64,6 +65,35 @@ def test_the_old_password_on_the_change_page_is_a_counted_attempt(client, limit,
     assert response.status_code == 429
     alice.refresh_from_db()
     assert alice.check_password("alice-pass-123")
+
+
+def test_the_old_password_on_the_admins_change_page_is_a_counted_attempt(
+    client, limit, django_user_model
+):
+    """The admin has a "Change password" page of its own; it checked the old password
+    uncounted, so a stolen staff session could guess it without limit."""
+    root = django_user_model.objects.create_superuser("root", "root@example.com", "root-pass-123")
+    client.force_login(root)
+    url = reverse("admin:password_change")
+    guess = {
+        "old_password": WRONG,
+        "new_password1": "n3w-long-pass",
+        "new_password2": "n3w-long-pass",
+    }
+    for _ in range(3):
+        response = client.post(url, guess)
+        assert response.status_code == 200
+        assert "site-name" in response.content.decode()  # still the admin's page
+
+    response = client.post(url, {**guess, "old_password": "root-pass-123"})
+
+    assert response.status_code == 429
+    root.refresh_from_db()
+    assert root.check_password("root-pass-123")
+    cache.clear()
+    response = client.post(url, {**guess, "old_password": "root-pass-123"})
+    assert response.status_code == 302
+    assert response["Location"] == reverse("admin:password_change_done")
 
 
 def test_the_password_to_delete_an_account_is_a_counted_attempt(client, limit, alice):
