@@ -417,7 +417,7 @@ def retry(request: HtmxHttpRequest, execution_id: uuid.UUID) -> HttpResponse:
     if not request.htmx:
         return redirect(new)
     response = render(
-        request, "executions/execution_detail.html#result", result_context(request, new)
+        request, "executions/execution_detail.html#started", result_context(request, new)
     )
     if follow:
         push_url(response, new.get_absolute_url())

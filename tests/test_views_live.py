@@ -216,3 +216,13 @@ def test_typed_input_and_the_stdin_given_before_share_one_cap(client, settings):
     response = client.post(input_url(run), {"text": "y" * 200}, **HTMX)
     assert response.status_code == 400 and "the limit is 1 KiB" in response.content.decode()
     assert client.post(input_url(run), {"text": "y" * 100}, **HTMX).status_code == 200
+
+
+def test_a_new_run_clears_what_was_announced_of_the_last(client):
+    # Otherwise a second run ending as the first did writes the same words into the live
+    # region, and a screen reader may not announce them again.
+    clear = '<p id="result-announcer" hx-swap-oob="innerHTML"></p>'
+    assert clear in client.post(reverse("run"), {"script": "print(1)"}, **HTMX).content.decode()
+    ended = own_run(client, status="completed", exit_code=0)
+    retried = client.post(reverse("execution-retry", args=[ended.execution_id]), **HTMX)
+    assert retried.status_code == 200 and clear in retried.content.decode()
