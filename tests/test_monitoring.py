@@ -22,7 +22,7 @@ needs_amtool = pytest.mark.skipif(
     not AMTOOL,
     reason="amtool is not installed (apt-get install prometheus-alertmanager; make test does)",
 )
-METRIC = re.compile(r"\b((?:integr8s|django|process)_[a-z0-9_]+)")
+METRIC = re.compile(r"\b((?:integr8s|django|process|python)_[a-z0-9_]+)")
 SUFFIXES = ("_bucket", "_count", "_sum", "_total")
 
 
@@ -39,11 +39,28 @@ def base_name(name: str) -> str:
     return name
 
 
+# The sample names a family of each type has (the text format's TYPE line names a counter with
+# its _total already; its _created samples are not for queries).
+SAMPLES = {
+    "counter": ("_total",),
+    "gauge": ("",),
+    "untyped": ("",),
+    "histogram": ("_bucket", "_count", "_sum"),
+    "summary": ("", "_count", "_sum"),
+}
+
+
 @pytest.fixture
 def exported(client, db):
-    """Base names of every metric family the app's /metrics describes."""
+    """Every sample name the app's /metrics (and the worker's, the same registry) can hold, from
+    its TYPE lines: a labelled family nothing has observed yet has no sample lines."""
     text = client.get("/metrics").content.decode()
-    return {base_name(line.split()[2]) for line in text.splitlines() if line.startswith("# TYPE")}
+    names = set()
+    for line in text.splitlines():
+        if line.startswith("# TYPE "):
+            _, _, name, kind = line.split()
+            names |= {base_name(name) + suffix for suffix in SAMPLES[kind]}
+    return names
 
 
 def rendered_by_make_monitor(tmp_path, **env):
@@ -297,7 +314,46 @@ def test_dashboards_and_alerts_only_use_metrics_the_app_exports(exported):
     rules = yaml.safe_load((MONITORING / "alerts.yml").read_text())["groups"][0]["rules"]
     exprs += [r["expr"] for r in rules]
 
-    used = {base_name(m) for expr in exprs for m in METRIC.findall(expr)}
+    # Label matchers and grouping name labels (python_version), not metrics: leave them out.
+    bare = [re.sub(r"\{[^}]*\}|\b(?:by|without|on|ignoring)\s*\([^)]*\)", "", e) for e in exprs]
+    used = {m for expr in bare for m in METRIC.findall(expr)}
 
+    # Whole names: a histogram's _total, or a gauge's _bucket, is a panel with no data.
     assert used, "no metric names found in the expressions"
     assert used <= exported, f"not exported: {sorted(used - exported)}"
+    assert "integr8s_refusals_total" in used and "integr8s_sandbox_start_seconds_bucket" in used
+
+
+def test_every_scrape_config_labels_the_web_and_worker_as_the_dashboards_select_them(tmp_path):
+    """The dashboards and alerts tell the worker's figures from the web's by `component`."""
+    used = {
+        value
+        for path in DASHBOARDS
+        for p in load(path)["panels"]
+        for t in p["targets"]
+        for value in re.findall(r'component=~?"([^"]+)"', t["expr"])
+    }
+    assert used == {"worker"}
+    monitor = yaml.safe_load((rendered_by_make_monitor(tmp_path) / "prometheus.yml").read_text())
+    compose = yaml.safe_load((ROOT / "deploy" / "prometheus.yml").read_text())
+    for config in (monitor, compose):
+        jobs = {j["job_name"]: j for j in config["scrape_configs"]}
+        for component in ("web", "worker"):
+            static = jobs[f"integr8s-{component}"]["static_configs"]
+            assert all(c["labels"]["component"] == component for c in static)
+    kubernetes = yaml.safe_load((MONITORING / "prometheus-kubernetes.yml").read_text())
+    relabel = kubernetes["scrape_configs"][0]["relabel_configs"]
+    assert {
+        "source_labels": ["__meta_kubernetes_pod_label_app_kubernetes_io_component"],
+        "target_label": "component",
+    } in relabel
+    from tests.k8s.kustomize import render
+
+    pods = {
+        o["metadata"]["name"]: o["spec"]["template"]["metadata"]
+        for o in render("base")
+        if o["kind"] == "Deployment"
+    }
+    for component in ("web", "worker"):
+        assert pods[component]["labels"]["app.kubernetes.io/component"] == component
+        assert pods[component]["annotations"]["prometheus.io/scrape"] == "true"
