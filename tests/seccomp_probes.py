@@ -25,7 +25,8 @@ NUMBERS = {
         "personality": 135, "pidfd_getfd": 438, "open_by_handle_at": 304, "syslog": 103,
         "getpid": 39, "fsopen": 430, "init_module": 175, "socket": 41, "socketpair": 53,
         "openat": 257, "prctl": 157, "sync": 162, "syncfs": 306, "fork": 57,
-        "memfd_create": 319, "fcntl": 72, "setsockopt": 54,
+        "memfd_create": 319, "fcntl": 72, "setsockopt": 54, "mmap": 9, "msync": 26,
+        "fsync": 74, "fdatasync": 75,
     },
     "aarch64": {
         "io_uring_setup": 425, "userfaultfd": 282, "keyctl": 219, "add_key": 217,
@@ -35,7 +36,8 @@ NUMBERS = {
         "personality": 92, "pidfd_getfd": 438, "open_by_handle_at": 265, "syslog": 116,
         "getpid": 172, "fsopen": 430, "init_module": 105, "socket": 198, "socketpair": 199,
         "openat": 56, "prctl": 167, "sync": 81, "syncfs": 267, "memfd_create": 279,
-        "fcntl": 25, "setsockopt": 208,
+        "fcntl": 25, "setsockopt": 208, "mmap": 222, "msync": 227, "fsync": 82,
+        "fdatasync": 83,
     },
 }  # fmt: skip
 

@@ -1153,6 +1153,118 @@ CASES = [
 ]
 
 
+# Attacks on the local sandbox's own machinery (its mounts and its seccomp filter), run against
+# the local backend only: a pod has the image's root file system and its runtime's
+# RuntimeDefault seccomp profile instead, which answer these differently.
+LOCAL_CASES = [
+    # MEDIUM (full sandbox). The empty covers (/usr/local, /usr/src, /proc/sys and the other
+    # masked /proc directories, /dev/pts, the prefix's site-packages) are tmpfs mounts of their
+    # own, owned by the sandbox's uid and without a size: the read-only remount of / does not
+    # reach them, so a script chmod'ed one and wrote there, past the /tmp limit (bubblewrap's
+    # default size is half the host's memory; 1000 bytes into each of nine, measured).
+    Case(
+        "cover_mounts_are_read_only",
+        FAILS(
+            [
+                "import glob, os, sys",
+                "covers = ['/usr/local', '/usr/src', '/proc/sys', '/proc/acpi', '/proc/bus',",
+                "          '/proc/driver', '/proc/fs', '/proc/irq', '/proc/pressure',",
+                "          '/proc/scsi', '/dev/pts']",
+                "covers += glob.glob(sys.prefix + '/lib/python*/site-packages')",
+                "wrote, tried = [], 0",
+                "for path in covers:",
+                "    if not os.path.isdir(path):",
+                "        continue",
+                "    tried += 1",
+                "    try:",
+                "        os.chmod(path, 0o755)",
+                "    except OSError:",
+                "        pass",
+                "    try:",
+                "        with open(os.path.join(path, 'integr8s-probe'), 'wb') as f:",
+                "            f.write(b'x' * 65536)",
+                "        wrote.append(path)",
+                "    except OSError:",
+                "        pass",
+                "print('BREACH wrote into ' + ' '.join(wrote) if wrote else 'SAFE', tried)",
+            ]
+        ),
+    ),
+    # MEDIUM (full sandbox, hosts with a huge page pool). Huge pages come from the host's
+    # hugetlb pool, which the memory cgroup does not charge: with vm.nr_hugepages=40 here, a
+    # script under a 32 MiB limit held all 80 MiB of the pool (HugePages_Free 0), reported as a
+    # 7 MiB peak. A database that keeps a pool (PostgreSQL's huge_pages) would lose it to runs.
+    # Refused by the platform (EPERM), not by an empty pool (ENOMEM: the kernel was asked).
+    Case(
+        "hugetlb_pool_refused",
+        FAILS(
+            [
+                "import mmap, os",
+                "MAP_HUGETLB, MFD_HUGETLB, PRIVATE_ANON = 0x40000, 4, 0x22",
+                "HUGE = PRIVATE_ANON | MAP_HUGETLB",
+                "attempts = {",
+                "    'mmap MAP_HUGETLB': lambda: mmap.mmap(-1, 2 << 20, flags=HUGE),",
+                "    'memfd_create MFD_HUGETLB': lambda: os.memfd_create('h', MFD_HUGETLB),",
+                "}",
+                "for name, attempt in attempts.items():",
+                "    try:",
+                "        attempt()",
+                "        print('BREACH', name, 'was let through')",
+                "    except PermissionError:",
+                "        print('SAFE', name)",
+                "    except OSError as exc:",
+                "        print('BREACH', name, 'reached the host pool:', exc)",
+                "mmap.mmap(-1, 4 << 20, flags=PRIVATE_ANON).write(b'x' * (4 << 20))",
+                "print('SAFE ordinary mappings work')",
+            ]
+        ),
+        check=lambda r, h: _no_breach_lines(r, h, 3),
+    ),
+    # LOW-MEDIUM (full sandbox). As sync() and syncfs(): fsync() of a read-only descriptor of a
+    # host file (the interpreter, anything under /usr) makes ext4 flush the host disk's write
+    # cache. A loop of them cut the host's fsync rate (the database's commits) from ~10000 to
+    # ~3300 per 2 s. fsync and its kind are now answered 0 without reaching the kernel (the
+    # sandbox writes only to tmpfs, where they do nothing): the kernel refuses them for a pipe,
+    # and a call that says 0 there never reached it. sqlite3 on /tmp still commits.
+    Case(
+        "fsync_reaches_host_disk",
+        FAILS(
+            [
+                "import ctypes, os, sqlite3, sys, time",
+                "libc = ctypes.CDLL(None, use_errno=True)",
+                "r, w = os.pipe()",
+                "calls = {",
+                "    'fsync': lambda: os.fsync(w), 'fdatasync': lambda: os.fdatasync(w),",
+                "    'sync_file_range': lambda: libc.sync_file_range(w, 0, 0, 2),",
+                "    'msync MS_SYNC': lambda: libc.msync(ctypes.c_void_p(1), 4096, 4),",
+                "}",
+                "for name, call in calls.items():",
+                "    ctypes.set_errno(0)",
+                "    try:",
+                "        ret = call()",
+                "    except OSError as exc:",
+                "        ret, err = -1, exc.errno",
+                "    else:",
+                "        err = ctypes.get_errno()",
+                "    print('SAFE' if ret in (0, None) else 'BREACH', name, ret, err)",
+                "fd = os.open(sys.executable, os.O_RDONLY)",
+                "start = time.monotonic()",
+                "for _ in range(1000):",
+                "    os.fsync(fd)",
+                "print('1000 fsyncs of a host file:', round(time.monotonic() - start, 4), 's')",
+                "db = sqlite3.connect('/tmp/t.db')",
+                "db.execute('create table t (x)')",
+                "db.execute('insert into t values (42)')",
+                "db.commit()",
+                "kept = db.execute('select x from t').fetchone()",
+                "print('SAFE sqlite' if kept == (42,) else 'BREACH sqlite', kept)",
+            ]
+        ),
+        check=lambda r, h: _no_breach_lines(r, h, 5),
+    ),
+]
+
+
 def _names_tmp(result: RunResult, host: HostContext) -> None:
     assert "/tmp was full (it holds at most 4 MiB)" in result.reason, result.reason
 

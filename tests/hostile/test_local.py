@@ -22,6 +22,7 @@ from tests.hostile.cases import (
     CASES,
     DAEMON_TOKEN,
     FAILS,
+    LOCAL_CASES,
     SECRET_ENV,
     SECRET_VALUE,
     Case,
@@ -87,7 +88,10 @@ def make_run(backend, runtime):
 
 @pytest.mark.parametrize(
     "case",
-    [pytest.param(c, id=c.name, marks=[pytest.mark.slow] if c.slow else []) for c in CASES],
+    [
+        pytest.param(c, id=c.name, marks=[pytest.mark.slow] if c.slow else [])
+        for c in CASES + LOCAL_CASES
+    ],
 )
 def test_hostile_case(case, backend, runtime, host):
     check_case(case, make_run(backend, runtime), host)
@@ -104,8 +108,9 @@ def test_hostile_cases_under_rlimits_only(runtime, host):
         "children_share_one_cpu_limit", "kernel_interfaces_refused", "ptrace_sandbox_init",
         "rlimits_memfd_outside_memory_limit", "rlimits_cpu_limit_escaped_by_autoreaped_children",
         "unix_socket_buffers_are_charged", "pipe_buffers_are_charged",
+        "cover_mounts_are_read_only", "hugetlb_pool_refused", "fsync_reaches_host_disk",
     }  # fmt: skip
-    for case in CASES:
+    for case in CASES + LOCAL_CASES:
         if case.name == "memory_bomb":
             # Only the script's own MemoryError says so (address-space rlimit), and nothing a
             # script prints is a platform fact: its error, with the traceback to show why.
@@ -247,8 +252,9 @@ class SharedPidBackend(LocalBackend):
         del args[i : i + 2]
         while any(a.startswith("/proc/") for a in args):
             j = next(k for k, a in enumerate(args) if a.startswith("/proc/"))
-            # --ro-bind /dev/null /proc/x, or --perms 0555 --tmpfs /proc/x
-            del args[j - 2 if args[j - 1] == "/dev/null" else j - 3 : j + 1]
+            # --ro-bind /dev/null /proc/x, --remount-ro /proc/x, or --perms 0555 --tmpfs /proc/x
+            start = {"/dev/null": j - 2, "--remount-ro": j - 1}.get(args[j - 1], j - 3)
+            del args[start : j + 1]
         return args
 
 

@@ -81,6 +81,7 @@ PROC_MASKED_FILES = (
     # closed to the sandbox's unprivileged uid already: a mask each would cost a mount a run.
     "/proc/timer_list", "/proc/sched_debug", "/proc/modules",
 )  # fmt: skip
+PTS_COVER = ("--perms", "0555", "--tmpfs", "/dev/pts")
 OPEN_FILES = 256
 OPEN_FILES_SINGLE_PROCESS = 64  # rlimits fallback: each descriptor can hold a kernel buffer
 
@@ -139,16 +140,29 @@ def sandbox_args(base: list[str], masks: list[str], spec: RunSpec, source: str) 
         "--dev", "/dev",
         # No ptys: every devpts but the host's draws on one host-wide pool (kernel.pty.max),
         # and their buffers are not charged to the run; one run took them all.
-        "--perms", "0555", "--tmpfs", "/dev/pts",
+        *PTS_COVER,
         *site_covers(spec.runtime.prefix),
         "--size", str(limits.tmp_bytes), "--tmpfs", "/tmp",
         "--size", str(shm_bytes), "--tmpfs", "/dev/shm",
         "--perms", "0700", "--size", str(limits.script_bytes + 65536), "--tmpfs", SCRIPT_DIR,
         *package_binds(spec.runtime.version),
+        *covers_read_only(base + masks + site_covers(spec.runtime.prefix) + [*PTS_COVER]),
         "--remount-ro", "/dev",
         "--remount-ro", "/",
         "--chdir", "/tmp",
     ]  # fmt: skip
+
+
+def covers_read_only(args: list[str]) -> list[str]:
+    """--remount-ro for every empty cover in args (a tmpfs made with --perms 0555). A cover is a
+    mount of its own, which the read-only remount of / does not reach, and it belongs to the
+    sandbox's uid: the script could chmod it and write there, past the /tmp limit (bubblewrap
+    gives a tmpfs without --size half the host's memory)."""
+    found = []
+    for i, arg in enumerate(args):
+        if arg == "--tmpfs" and args[i - 2 : i] == ["--perms", "0555"]:
+            found += ["--remount-ro", args[i + 1]]
+    return found
 
 
 def input_args(fds: list[tuple[str, int]]) -> list[str]:
