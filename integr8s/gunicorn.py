@@ -27,3 +27,22 @@ accesslog = "-"
 # (integr8s.throttling.client_ip). The server must not rewrite the peer address from
 # X-Forwarded-For on its own (uvicorn does, for peers on loopback, by default).
 forwarded_allow_ips = ""
+# The arbiter's own lines (its start, its workers, signals) in integr8s' format, as LOG_FORMAT
+# says (integr8s/logging.py): it logs before Django's settings configure logging, which they do
+# again, the same way, in each worker process.
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "integr8s": {
+            "()": "integr8s.logging.Formatter",
+            "as_json": os.environ.get("LOG_FORMAT", "text").lower() == "json",
+        }
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "integr8s"}},
+    "root": {"level": "INFO", "handlers": ["console"]},
+    "loggers": {
+        name: {"handlers": ["console"], "level": "INFO", "propagate": False}
+        for name in ("gunicorn.error", "gunicorn.access")
+    },
+}

@@ -128,3 +128,56 @@ def test_a_wrong_log_format_stops_the_start_naming_the_variable():
     result = settings_process(LOG_FORMAT="xml")
     assert result.returncode != 0
     assert "LOG_FORMAT='xml': expected text or json" in result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("log_format", ["json", "text"])
+def test_the_web_server_s_own_lines_are_integr8s_lines_too(tmp_path, log_format):
+    """The Dockerfile's command, the Deployment's and `make run`'s: gunicorn's arbiter logs its
+    start, its workers and its stop before Django's settings configure logging; with
+    LOG_FORMAT=json those lines were gunicorn's own text, which the log pipeline cannot read."""
+    import signal
+    import socket
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {
+        **os.environ,
+        "LOG_FORMAT": log_format,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        "SECRET_KEY_FILE": str(tmp_path / "secret_key"),
+        # Django's warning that collectstatic has not run (the image runs it) is not a log line.
+        "PYTHONWARNINGS": "ignore::UserWarning",
+    }
+    gunicorn = Path(sys.executable).parent / "gunicorn"
+    proc = subprocess.Popen(
+        [gunicorn, "-c", "python:integr8s.gunicorn", "integr8s.asgi:application"]
+        + [f"--bind=127.0.0.1:{port}"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.2)
+        time.sleep(1)  # its worker's start-up lines
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    lines = [line for line in out.splitlines() if line.strip()]
+    assert any("Starting gunicorn" in line for line in lines), out
+    for line in lines:
+        if log_format == "json":
+            event = json.loads(line)
+            assert event["level"] and event["logger"], line
+        else:
+            assert line.split()[2] in ("INFO", "WARNING", "ERROR", "CRITICAL"), line
+            assert not line.startswith("["), line
