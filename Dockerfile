@@ -26,6 +26,10 @@ COPY static ./static
 # collectstatic needs a secret key to load the settings: a throwaway one, gone with this layer.
 RUN SECRET_KEY_FILE=/tmp/build-key python manage.py collectstatic --no-input -v 0 \
     && rm /tmp/build-key
+# The default runtime's package set (numpy, pandas, matplotlib, ...: executions/runtime_packages/),
+# which `make run` builds on first start: the worker's sandbox binds it read-only, the web lists it.
+RUN SECRET_KEY_FILE=/tmp/build-key python manage.py build_runtimes --default \
+    && rm -f /tmp/build-key
 
 # The code is root-owned and read-only to the app user; the app writes only to /tmp and to
 # /var/lib/integr8s, where it makes its secret key at first start unless SECRET_KEY is set

@@ -255,3 +255,14 @@ def test_grafana_loads_the_dashboards_from_where_they_are_mounted(compose):
         "GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"
     ]
     assert (ROOT / "k8s/monitoring/dashboards" / Path(home).relative_to(path)).is_file()
+
+
+def test_the_image_has_the_default_package_set_make_run_builds_and_not_this_host_s():
+    """`make run` builds the default version's package set on first start; the image builds its
+    own (for its interpreter), and the one built on this machine is not sent to the build."""
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert re.search(r"^RUN .*python manage\.py build_runtimes --default\b", dockerfile, re.M)
+    makefile = (ROOT / "Makefile").read_text()
+    assert "manage.py build_runtimes --default --if-missing" in makefile
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert {"runtime-packages", ".venv", ".env", "var"} <= set(ignored)
