@@ -1,6 +1,8 @@
 """The result panel while a run goes (output in order, elapsed time), input typed into an
 interactive run, and errors in words (issue 12)."""
 
+import time
+
 import pytest
 from django.urls import reverse
 from django.utils import timezone
@@ -81,6 +83,22 @@ def test_ansi_colours_and_carriage_returns_render_as_a_terminal_would():
     assert terminal("progress 9\r\x1b[Kok") == "ok"
     assert terminal("<b>&") == "&lt;b&gt;&amp;"
     assert render([("stdout", "a"), ("stderr", "b")]) == 'a<span class="t-stderr">b</span>'
+
+
+def test_rewriting_a_long_line_costs_what_is_written_not_the_line():
+    # Output within the 1 MiB cap: a 10,000-character line, then "\ra" many times over. Each
+    # rewrite cost the whole line (about 5 ms): the cap's worth pinned a web thread for
+    # minutes on every look at the page, and its poll asked again every 300 ms.
+    started = time.perf_counter()
+    assert terminal("x" * 10_000 + "\ra" * 20_000) == "a" + "x" * 9_999
+    interleaved = render([("stdout", "a"), ("stderr", "b")] * 20_000)
+    assert time.perf_counter() - started < 2
+    assert interleaved.count('<span class="t-stderr">b</span>') == 20_000
+    # What a rewrite left keeps its styles.
+    assert terminal("\x1b[31mabc\x1b[0m\rX") == 'X<span class="t-stdout t-fg-red">bc</span>'
+    assert terminal("abcdef\r\x1b[1mXY\x1b[0m\nnext") == (
+        '<span class="t-stdout t-bold">XY</span>cdef\nnext'
+    )
 
 
 # --- errors in words ----------------------------------------------------------------------

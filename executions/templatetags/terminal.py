@@ -6,6 +6,7 @@ Display only: what is stored is the script's bytes as text, and nothing here dec
 
 import re
 from collections.abc import Iterable
+from itertools import islice
 
 from django import template
 from django.utils.html import escape
@@ -26,10 +27,17 @@ MAX_LINE = 10_000
 
 class Screen:
     """Lines of [text, class] runs and a cursor column: enough of a terminal for printed
-    output (SGR attributes, carriage return, erase to end of line)."""
+    output (SGR attributes, carriage return, erase to end of line).
+
+    Each step costs what it writes, never the whole line: output is appended to the last
+    line's runs until a `\r` sends the cursor back over it; from then until the line ends,
+    that line is a list of (character, class) cells written in place. A rewrite that rebuilt
+    the line took ~5 ms on a 10,000-character one, and the output cap holds ~500,000 of them."""
 
     def __init__(self) -> None:
         self.lines: list[list[list[str]]] = [[]]
+        self.cells: list[tuple[str, str]] | None = None  # the last line, once rewritten
+        self.width = 0  # of the last line
         self.col = 0
         self.sgr: dict[str, str] = {}
 
@@ -45,8 +53,9 @@ class Screen:
             pos = match.end()
             token = match.group(0)
             if token == "\n":
+                self.end_line()
                 self.lines.append([])
-                self.col = 0
+                self.width = self.col = 0
             elif token == "\r":
                 self.col = 0
             elif match.group(2) == "m":
@@ -91,29 +100,41 @@ class Screen:
                 i += 2 if codes[i + 1 : i + 2] == [5] else 4
             i += 1
 
-    def length(self) -> int:
-        return sum(len(text) for text, _ in self.lines[-1])
-
     def write(self, text: str, css: str) -> None:
-        line = self.lines[-1]
-        if self.col >= self.length():  # the common case: appending
+        if self.cells is None and self.col >= self.width:  # the common case: appending
+            line = self.lines[-1]
             if line and line[-1][1] == css:
                 line[-1][0] += text
             else:
                 line.append([text, css])
-            self.col += len(text)
+            self.col = self.width = self.width + len(text)
             return
-        cells = [(ch, c) for run, c in line for ch in run]
+        cells = self.rewritten()
         cells[self.col : self.col + len(text)] = [(ch, css) for ch in text]
-        self.col += len(text)
-        self.lines[-1] = regroup(cells[:MAX_LINE])
+        del cells[MAX_LINE:]
+        self.col = min(self.col + len(text), MAX_LINE)
+        self.width = len(cells)
 
     def erase_right(self) -> None:
-        cells = [(ch, c) for run, c in self.lines[-1] for ch in run]
-        self.lines[-1] = regroup(cells[: self.col])
+        if self.col < self.width:
+            del self.rewritten()[self.col :]
+            self.width = self.col
+
+    def rewritten(self) -> list[tuple[str, str]]:
+        """The last line as cells, to write over."""
+        if self.cells is None:
+            line = ((ch, c) for run, c in self.lines[-1] for ch in run)
+            self.cells = list(islice(line, MAX_LINE))
+        return self.cells
+
+    def end_line(self) -> None:
+        if self.cells is not None:
+            self.lines[-1] = regroup(self.cells)
+            self.cells = None
 
     def html(self, plain: str = "t-stdout") -> SafeString:
         """The screen as HTML; runs styled only as `plain` are bare text."""
+        self.end_line()
         rows = []
         for line in self.lines:
             rows.append(
