@@ -437,19 +437,21 @@ class Execution(Shareable):
         indexes = [
             # runworker's claim step: oldest queued first.
             models.Index(
-                fields=["created_at"], name="execution_queued_idx", condition=Q(status="queued")
+                fields=["created_at"],
+                name="execution_queued_idx",
+                condition=Q(status=Status.QUEUED),
             ),
             # runworker's recovery step: running rows whose lease ran out.
             models.Index(
                 fields=["lease_expires_at"],
                 name="execution_lease_idx",
-                condition=Q(status="running"),
+                condition=Q(status=Status.RUNNING),
             ),
             # runworker's claim step: a caller's runs in flight (ExecutionQuerySet.next_fair).
             models.Index(
                 fields=["caller"],
                 name="execution_running_caller_idx",
-                condition=Q(status="running"),
+                condition=Q(status=Status.RUNNING),
             ),
             models.Index(fields=["owner", "-created_at"], name="execution_owner_idx"),
             # throttling.check_submission: a caller's queued and running runs, on every submit.

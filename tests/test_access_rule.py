@@ -142,6 +142,35 @@ def test_status_names_and_labels_live_in_one_place(client):
         assert f">{label}</option>" in history
 
 
+def words_spelled_out(tree):
+    """String constants naming a status or error type where code decides by them: compared
+    with, or given as a status= / error_type= argument."""
+    words = set(Status.values) | set(Execution.ErrorType.values)
+    for node in ast.walk(tree):
+        values = []
+        if isinstance(node, ast.Compare):
+            for side in [node.left, *node.comparators]:
+                values += side.elts if isinstance(side, (ast.Tuple, ast.List, ast.Set)) else [side]
+        elif isinstance(node, ast.keyword) and node.arg in ("status", "error_type"):
+            values = [node.value]
+        for value in values:
+            if isinstance(value, ast.Constant) and value.value in words:
+                yield node.lineno, value.value
+
+
+def test_code_names_statuses_through_the_choices():
+    """Outside the sandbox (no Django there; its contract is checked below) and migrations
+    (history), code says Status.RUNNING, never "running"."""
+    found = []
+    for app in ("accounts", "executions", "integr8s"):
+        for path in (ROOT / app).rglob("*.py"):
+            if "sandbox" in path.parts or "migrations" in path.parts:
+                continue
+            tree = ast.parse(path.read_text())
+            found += [f"{path.relative_to(ROOT)}:{n}: {w!r}" for n, w in words_spelled_out(tree)]
+    assert not found
+
+
 def test_the_sandbox_contract_speaks_the_same_words():
     from executions.sandbox import contract
 

@@ -8,6 +8,7 @@ from executions.limits import human_bytes
 from executions.models import ACTIVE, Execution, Status
 
 register = template.Library()
+ErrorType = Execution.ErrorType
 
 
 @register.filter
@@ -39,20 +40,20 @@ def explain(execution: Execution) -> str:
     kind = execution.error_type
     if execution.reason:
         return execution.reason
-    if kind == "memory_limit":
+    if kind == ErrorType.MEMORY_LIMIT:
         return f"Stopped: used more than {human_bytes(limits.memory_bytes)} of memory."
-    if kind == "timeout":
+    if kind == ErrorType.TIMEOUT:
         return (
             f"Stopped: ran longer than the time limit ({limits.wall_time_s:g} s wall time, "
             f"{limits.cpu_time_s:g} s CPU time)."
         )
-    if kind == "output_limit":
+    if kind == ErrorType.OUTPUT_LIMIT:
         return f"Stopped: printed more than {human_bytes(limits.output_bytes)} of output."
-    if kind == "script_error":
+    if kind == ErrorType.SCRIPT_ERROR:
         return f"The script ended with an error (exit code {execution.exit_code})."
-    if kind == "system_error":
+    if kind == ErrorType.SYSTEM_ERROR:
         return "The platform could not run this script. Please try again in a moment."
-    if kind == "cancelled":
+    if kind == ErrorType.CANCELLED:
         return "Cancelled."
     return ""
 

@@ -51,8 +51,8 @@ from executions.management.commands._bench_report import (
     pct,
     write,
 )
-from executions.models import ACTIVE
-from executions.sandbox.contract import RunSpec, Runtime
+from executions.models import ACTIVE, Status
+from executions.sandbox.contract import COMPLETED, RunSpec, Runtime
 from executions.sandbox.local import LocalBackend
 from executions.sandbox.local.command import site_dir
 
@@ -239,7 +239,7 @@ class Client:
 
     def wait(self) -> None:
         code, data = self.call("POST", "/api/v1/execute?wait=true", {"script": SCRIPT})
-        if code != 200 or data.get("status") != "completed" or data.get("output") != "hi\n":
+        if code != 200 or data.get("status") != Status.COMPLETED or data.get("output") != "hi\n":
             raise RuntimeError(f"wait=true answered {code}: {data}")
 
     def submit_and_poll(self) -> None:
@@ -257,7 +257,7 @@ class Client:
             time.sleep(POLL_S)
         else:
             raise RuntimeError(f"{path} had not ended after 60 s: {data['status']}")
-        if data["status"] != "completed" or data.get("output") != "hi\n":
+        if data["status"] != Status.COMPLETED or data.get("output") != "hi\n":
             raise RuntimeError(f"the run ended {data['status']}: {data}")
 
     def read(self, path: str) -> None:
@@ -361,7 +361,7 @@ def kube_play(backend: Any, spec: RunSpec) -> None:
         ],
     }
     result = backend.classify(spec, {"status": status}, log, nonce, {"podman_state": state})
-    if result.status != "completed" or result.output != "hi\n":
+    if result.status != COMPLETED or result.output != "hi\n":
         raise RuntimeError(f"the pod ended {result.status}: {result.reason or result.errors}")
 
 
@@ -407,7 +407,7 @@ def measure_imports(runtime: Runtime, runs: int, say: Callable[[str], None]) -> 
         started = time.perf_counter()
         result = backend.run(spec, threading.Event())
         seconds = time.perf_counter() - started
-        if result.status != "completed" or result.exit_code != 0:
+        if result.status != COMPLETED or result.exit_code != 0:
             cost.failures.append(result.reason or result.errors[-300:] or result.status)
             return None
         if cost.script == PLOT and not result.files:

@@ -12,7 +12,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from executions import limits, runtimes
-from executions.sandbox.contract import RunResult, RunSpec, Runtime
+from executions.sandbox.contract import COMPLETED, RunResult, RunSpec, Runtime
 from executions.sandbox.local import LocalBackend
 
 TARGET_RATIO = 1.5
@@ -97,7 +97,7 @@ def sample(label: str, backend: LocalBackend, runtime: Runtime, limit: Any, bare
         started = time.perf_counter()
         result = backend.run(spec, threading.Event())
         elapsed = time.perf_counter() - started
-        if result.status != "completed" or result.exit_code != 0:
+        if result.status != COMPLETED or result.exit_code != 0:
             figure.failures.append(result)
             return None
         return elapsed

@@ -343,8 +343,8 @@ class Command(BaseCommand):
             log.exception("run %s: the database refused its result", execution.execution_id)
             connection.close()
             result = RunResult(
-                status="failed",
-                error_type="system_error",
+                status=Execution.Status.FAILED,
+                error_type=Execution.ErrorType.SYSTEM_ERROR,
                 reason=(
                     "The script ran, but its result could not be stored "
                     f"({type(exc).__name__}). This is the platform's fault, not the script's."
@@ -388,8 +388,8 @@ class Command(BaseCommand):
             runtime = runtimes.get(execution.python_version, self.backend.name)
         except runtimes.UnknownVersion as exc:
             return RunResult(
-                status="failed",
-                error_type="system_error",
+                status=Execution.Status.FAILED,
+                error_type=Execution.ErrorType.SYSTEM_ERROR,
                 reason=str(exc),
                 python_version=execution.python_version,
             )
