@@ -1,6 +1,7 @@
 from django.contrib import admin, messages
 
 from executions.models import Execution, SavedScript, Worker
+from executions.throttling import check_queue
 
 RESULT_FIELDS = [
     "execution_id",
@@ -120,10 +121,13 @@ class ExecutionAdmin(admin.ModelAdmin):
     @admin.action(description="Retry selected runs (as new runs)", permissions=["change"])
     def retry_runs(self, request, queryset):
         """The same checks as "Run again" on the page and in the API (Execution.retry_problem):
-        a run still going, or one whose version or size is no longer accepted, is skipped."""
+        a run still going, or one whose version or size is no longer accepted, is skipped; so
+        is every run past a full queue (MAX_QUEUED). The runs stay their owners' (an operator's
+        own rate and caps do not apply)."""
         new, refused = [], []
         for ex in queryset:
-            problem = ex.retry_problem()
+            full = check_queue()
+            problem = ex.retry_problem() or (full.message if full else None)
             if problem:
                 refused.append(f"{ex.execution_id}: {problem}")
             else:

@@ -12,7 +12,14 @@ from django.utils.crypto import get_random_string
 from executions.models import ANONYMOUS_RUNS, Execution
 from integr8s.throttling import Refusal, client_ip, parse_rate, rate_wait
 
-__all__ = ["Refusal", "caller_fields", "check_rate", "check_submission", "client_ip"]
+__all__ = [
+    "Refusal",
+    "caller_fields",
+    "check_queue",
+    "check_rate",
+    "check_submission",
+    "client_ip",
+]
 
 
 def caller_fields(request: HttpRequest) -> dict[str, Any]:
@@ -53,8 +60,8 @@ def check_rate(request: HttpRequest) -> Refusal | None:
     return None
 
 
-def check_submission(request: HttpRequest) -> Refusal | None:
-    """None if this caller may submit now (and count the submission); else why not."""
+def check_queue() -> Refusal | None:
+    """None if the queue has room for one more run; else why not (503: the site is full)."""
     queued = Execution.objects.queued().count()  # bounded by MAX_QUEUED: an index range
     if queued >= settings.MAX_QUEUED:
         return Refusal(
@@ -64,6 +71,13 @@ def check_submission(request: HttpRequest) -> Refusal | None:
             status=503,
             reason="queue_full",
         )
+    return None
+
+
+def check_submission(request: HttpRequest) -> Refusal | None:
+    """None if this caller may submit now (and count the submission); else why not."""
+    if refusal := check_queue():
+        return refusal
     user = request.user
     active = Execution.objects.for_caller(user, client_ip(request)).active().count()
     if active >= settings.MAX_ACTIVE_PER_CALLER:

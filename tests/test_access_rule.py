@@ -128,6 +128,25 @@ def test_the_admins_retry_applies_the_checks_of_page_and_api(client, operator):
     assert api.post(f"/api/v1/executions/{going.execution_id}/retry").status_code == 409
 
 
+def test_the_admins_retry_stops_at_a_full_queue(client, operator, settings):
+    """Past MAX_QUEUED the page and the API answer 503; the admin queues no more either."""
+    settings.MAX_QUEUED = 2
+    done = [run_of(status="completed") for _ in range(3)]
+    run_of(status="queued")
+    client.force_login(operator)
+
+    response = client.post(
+        reverse("admin:executions_execution_changelist"),
+        {"action": "retry_runs", "_selected_action": [run.pk for run in done]},
+        follow=True,
+    )
+
+    html = response.content.decode()
+    assert "Queued 1 new run(s)." in html
+    assert html.count("integr8s is busy") == 2
+    assert Execution.objects.queued().count() == 2
+
+
 # --- one vocabulary -------------------------------------------------------------------------
 
 
