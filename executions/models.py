@@ -234,10 +234,12 @@ class ExecutionQuerySet(models.QuerySet["Execution"]):
         return self.owned_by(request)
 
     def adopt(self, session_key: str, user: AbstractBaseUser) -> int:
-        """Give a browser session's anonymous runs to the account it signed in to."""
-        return self.filter(owner=None, session_key=session_key).update(
-            owner=user, session_key="", caller=caller_of({"owner": user})
-        )
+        """Give a browser session's anonymous runs to the account it signed in to. A key
+        the account already used stays with the account's run: one owner, one run per key."""
+        runs = self.filter(owner=None, session_key=session_key)
+        used = self.filter(owner=user).exclude(idempotency_key="").values("idempotency_key")
+        runs.filter(idempotency_key__in=used).update(idempotency_key="")
+        return runs.update(owner=user, session_key="", caller=caller_of({"owner": user}))
 
     def queued(self) -> Self:
         return self.filter(status=Execution.Status.QUEUED)

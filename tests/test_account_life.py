@@ -59,6 +59,30 @@ def test_runs_made_through_the_api_come_along_too(client, alice):
     assert Execution.objects.get(execution_id=r.json()["execution_id"]).owner == alice
 
 
+def test_a_key_used_both_signed_in_and_anonymously_does_not_stop_the_log_in(client, alice):
+    """Alice used "nightly" signed in, then, signed out, again in this browser: both runs are
+    hers after she logs in, and the key stays with the one she made signed in: two of her runs
+    holding one key was an IntegrityError, a 500 on log-in."""
+    headers = {"Idempotency-Key": "nightly"}
+    signed_in = APIClient()
+    signed_in.force_authenticate(alice)
+    first = signed_in.post("/api/v1/execute", {"script": "print(1)"}, headers=headers)
+    assert first.status_code == 202
+    client.get("/")
+    client.session.save()
+    anonymous = client.post(
+        "/api/v1/execute", {"script": "print(2)"}, content_type="application/json", headers=headers
+    )
+    assert anonymous.status_code == 202
+
+    response = client.post(reverse("login"), {"username": "alice", "password": "alice-pass-123"})
+
+    assert response.status_code == 302
+    assert Execution.objects.filter(owner=alice).count() == 2
+    kept = Execution.objects.get(owner=alice, idempotency_key="nightly")
+    assert kept.script == "print(1)"
+
+
 def test_a_forgotten_password_is_reset_by_e_mail(client, alice, bob):
     from tests.test_credentials import me, tokens
 
