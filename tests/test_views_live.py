@@ -122,6 +122,38 @@ def test_the_exception_and_line_are_named_above_the_traceback(client):
     assert "NameError at line 3: name &#x27;x&#x27; is not defined" in html
 
 
+def test_the_headline_names_the_exception_that_ended_the_run():
+    # Not the one it was handling, and whatever its class is called.
+    chained = (
+        "Traceback (most recent call last):\n"
+        '  File "/scripts/script.py", line 5, in <module>\n'
+        '    {}["x"]\n'
+        "KeyError: 'x'\n\n"
+        "During handling of the above exception, another exception occurred:\n\n"
+        "Traceback (most recent call last):\n"
+        '  File "/scripts/script.py", line 7, in <module>\n'
+        '    raise Boom("it went wrong")\n'
+        "Boom: it went wrong\n"
+    )
+    run = run_of(status="completed", exit_code=1, errors=chained, error_type="script_error")
+    assert error_summary(run)["headline"] == "Boom at line 7: it went wrong"
+    stop = TRACEBACK.replace("NameError: name 'x' is not defined", "StopIteration")
+    run = run_of(status="completed", exit_code=1, errors=stop, error_type="script_error")
+    assert error_summary(run)["headline"] == "StopIteration at line 3"
+    # A syntax error has no "Traceback" line; a note follows its exception.
+    syntax = (
+        '  File "/scripts/script.py", line 2\n    x = \n        ^\nSyntaxError: invalid syntax\n'
+    )
+    run = run_of(status="completed", exit_code=1, errors=syntax, error_type="script_error")
+    assert error_summary(run)["headline"] == "SyntaxError at line 2: invalid syntax"
+    noted = TRACEBACK + "Did you mean: 'y'?\n"
+    run = run_of(status="completed", exit_code=1, errors=noted, error_type="script_error")
+    assert error_summary(run)["headline"] == "NameError at line 3: name 'x' is not defined"
+    # Something the script printed to stderr after its own traceback is no exception.
+    run = run_of(status="completed", exit_code=1, errors="bye\nfailed: see above\n")
+    assert error_summary(run) is None
+
+
 def test_eof_from_input_says_how_to_give_input():
     errors = (
         "Traceback (most recent call last):\n"

@@ -111,6 +111,9 @@ register.filter("human_bytes", human_bytes)
 # (/root/.pyenv/versions/3.12.1/lib/python3.12/...) reads as a stock one would.
 INTERPRETER_LIB = re.compile(r'(?<=["\s])/[^\s"]*?/lib/(python\d+\.\d+)/')
 SCRIPT_LINE = re.compile(r'^\s*File "/scripts/script\.py", line (\d+)', re.MULTILINE)
+# The line after a traceback's last frame: the exception, whatever its class is called.
+RAISED_LINE = re.compile(r"^([A-Za-z_][\w.]*)(?::\s?(.*))?$")
+# Without a frame to go by, only what reads as an exception's name (not a word printed).
 EXCEPTION_LINE = re.compile(
     r"^([A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt|Warning))(?::\s?(.*))?$"
 )
@@ -132,12 +135,20 @@ def error_summary(execution: Execution) -> dict[str, str] | None:
     """{"headline": "NameError at line 3: name 'x' is not defined", "hint": ...} from the
     last exception in stderr, or None when it names none."""
     lines = (execution.errors or "").rstrip().splitlines()
-    for i in range(len(lines) - 1, max(len(lines) - 40, -1), -1):
-        found = EXCEPTION_LINE.match(lines[i])
-        if found:
-            break
-    else:
-        return None
+    found = None
+    frames = [i for i, line in enumerate(lines) if line.startswith('  File "')]
+    if frames:
+        # The last traceback's exception: the first unindented line after its last frame
+        # (one it was handling came before; a note may come after).
+        after = (i for i in range(frames[-1] + 1, len(lines)) if not lines[i].startswith(" "))
+        i = next(after, -1)
+        found = RAISED_LINE.match(lines[i]) if i >= 0 else None
+    if found is None:
+        for i in range(len(lines) - 1, max(len(lines) - 40, -1), -1):
+            if found := EXCEPTION_LINE.match(lines[i]):
+                break
+        else:
+            return None
     name, message = found.group(1), (found.group(2) or "").strip()
     numbers = SCRIPT_LINE.findall("\n".join(lines[:i]))
     where = f" at line {numbers[-1]}" if numbers else ""
