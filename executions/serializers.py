@@ -339,6 +339,12 @@ class SavedScriptSerializer(NoUnknownFieldsMixin, serializers.ModelSerializer):
         allow_blank=True,
         help_text="Blank: run it with the version chosen at run time.",
     )
+    stdin = StrictCharField(
+        required=False,
+        allow_blank=True,
+        trim_whitespace=False,
+        help_text="Input it runs with (standard input), capped as a run's is.",
+    )
 
     class Meta:
         model = SavedScript
@@ -348,6 +354,7 @@ class SavedScriptSerializer(NoUnknownFieldsMixin, serializers.ModelSerializer):
             "description",
             "script",
             "python_version",
+            "stdin",
             "created_at",
             "updated_at",
         ]
@@ -365,8 +372,9 @@ class SavedScriptSerializer(NoUnknownFieldsMixin, serializers.ModelSerializer):
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         script = attrs.get("script", self.instance.script if self.instance else "")
         version = attrs.get("python_version", self.instance.python_version if self.instance else "")
-        problems = submission_errors(script, version, "")
-        errors = {k: [v] for k, v in problems.items() if k in ("script", "python_version")}
+        stdin = attrs.get("stdin", self.instance.stdin if self.instance else "")
+        problems = submission_errors(script, version, stdin)
+        errors = {k: [v] for k, v in problems.items()}
         if errors:
             raise serializers.ValidationError(errors)
         return attrs

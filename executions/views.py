@@ -541,6 +541,7 @@ def script_duplicate(request: AuthenticatedHttpRequest, script_id: uuid.UUID) ->
                     description=saved.description,
                     script=saved.script,
                     python_version=saved.python_version,
+                    stdin=saved.stdin,
                 )
         except IntegrityError:
             taken.add(name.lower())

@@ -126,3 +126,27 @@ def test_delete_on_a_scripts_own_page_asks_first(client, alice):
     client.force_login(alice)
     html = client.get(saved.get_absolute_url()).content.decode()
     assert 'data-confirm="Delete “Echo”? This cannot be undone."' in html
+
+
+def test_a_copy_of_a_saved_script_keeps_its_stdin(client, alice):
+    saved = saved_of(alice, stdin="Ada\n")
+    client.force_login(alice)
+    client.post(reverse("script-duplicate", args=[saved.script_id]))
+    assert SavedScript.objects.get(name="Echo (copy)").stdin == "Ada\n"
+
+
+def test_the_api_saves_and_returns_a_scripts_stdin(alice, alice_api, settings):
+    created = alice_api.post(
+        "/api/v1/scripts/",
+        {"name": "Greeter", "script": "print(input())", "stdin": "Ada\n"},
+        format="json",
+    )
+    assert created.status_code == 201 and created.json()["stdin"] == "Ada\n"
+    saved = SavedScript.objects.get(name="Greeter")
+    assert saved.stdin == "Ada\n"
+    assert alice_api.get(f"/api/v1/scripts/{saved.script_id}/").json()["stdin"] == "Ada\n"
+    settings.LIMITS = {**settings.LIMITS, "stdin_kb": 1}
+    too_big = alice_api.patch(
+        f"/api/v1/scripts/{saved.script_id}/", {"stdin": "x" * 2000}, format="json"
+    )
+    assert too_big.status_code == 400 and "stdin" in too_big.json()
