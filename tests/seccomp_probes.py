@@ -26,7 +26,7 @@ NUMBERS = {
         "getpid": 39, "fsopen": 430, "init_module": 175, "socket": 41, "socketpair": 53,
         "openat": 257, "prctl": 157, "sync": 162, "syncfs": 306, "fork": 57,
         "memfd_create": 319, "fcntl": 72, "setsockopt": 54, "mmap": 9, "msync": 26,
-        "fsync": 74, "fdatasync": 75,
+        "fsync": 74, "fdatasync": 75, "setrlimit": 160, "prlimit64": 302,
     },
     "aarch64": {
         "io_uring_setup": 425, "userfaultfd": 282, "keyctl": 219, "add_key": 217,
@@ -37,7 +37,7 @@ NUMBERS = {
         "getpid": 172, "fsopen": 430, "init_module": 105, "socket": 198, "socketpair": 199,
         "openat": 56, "prctl": 167, "sync": 81, "syncfs": 267, "memfd_create": 279,
         "fcntl": 25, "setsockopt": 208, "mmap": 222, "msync": 227, "fsync": 82,
-        "fdatasync": 83,
+        "fdatasync": 83, "setrlimit": 164, "prlimit64": 261,
     },
 }  # fmt: skip
 

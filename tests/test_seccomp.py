@@ -129,7 +129,7 @@ def test_each_syscall_has_one_kind_of_rule():
     judged = {name for name, _, _ in seccomp._argument_rules(pyseccomp)}
     assert judged == {
         "socket", "socketpair", "clone", "ioctl", "personality", "prctl", "mmap",
-        "memfd_create", "msync",
+        "memfd_create", "msync", "setrlimit", "prlimit64",
     }  # fmt: skip
     lists = (set(seccomp.ALLOW), set(seccomp.DENY), set(seccomp.NO_OP))
     assert not lists[0] & lists[1] and not lists[0] & lists[2] and not lists[1] & lists[2]
@@ -243,6 +243,13 @@ DECISIONS = [
     ("msync MS_SYNC", "msync", (4096, 4096, 4), DONE),
     ("msync MS_ASYNC", "msync", (4096, 4096, 1), ALLOWED),
     ("msync MS_INVALIDATE", "msync", (4096, 4096, 2), ALLOWED),
+    ("setrlimit RLIMIT_NOFILE", "setrlimit", (7, 4096), ALLOWED),
+    ("setrlimit RLIMIT_CORE", "setrlimit", (4, 4096), EPERM),
+    ("setrlimit RLIMIT_CORE, upper bits set", "setrlimit", (4 | 1 << 32, 4096), EPERM),
+    ("prlimit64 read RLIMIT_CORE", "prlimit64", (0, 4, 0, 4096), ALLOWED),
+    ("prlimit64 set RLIMIT_CORE", "prlimit64", (0, 4, 4096, 0), EPERM),
+    ("prlimit64 set RLIMIT_CORE of another", "prlimit64", (7, 4, 4096, 8192), EPERM),
+    ("prlimit64 set RLIMIT_NOFILE", "prlimit64", (0, 7, 4096, 0), ALLOWED),
     ("sync", "sync", (), EPERM),
     ("syncfs", "syncfs", (3,), EPERM),
     ("io_uring_setup", "io_uring_setup", (1, 0), EPERM),

@@ -1262,6 +1262,50 @@ LOCAL_CASES = [
         ),
         check=lambda r, h: _no_breach_lines(r, h, 5),
     ),
+    # MEDIUM (full sandbox, hosts whose core_pattern is a pipe: Ubuntu's apport, systemd-
+    # coredump). `ulimit -c 0` does not stop a piped core dump: the kernel starts the host's
+    # helper as host root, outside the run's cgroup, for every crash, and hands it the crashed
+    # process's memory. With core_pattern set to a logging helper, three segfaulting children
+    # ran it three times ("helper ran as 0 ... limit 0"). The limit is now 1 byte, the kernel's
+    # "never pipe a core" value ("RLIMIT_CORE is set to 1, aborting core"), and seccomp keeps
+    # the script from lowering it to 0 again. Judged from the limit: this case cannot change the
+    # host's core_pattern to show the helper starting.
+    Case(
+        "core_dumps_reach_the_host_helper",
+        FAILS(
+            [
+                "import ctypes, os, platform, resource",
+                "limit = resource.getrlimit(resource.RLIMIT_CORE)",
+                "print('SAFE' if limit == (1, 1) else 'BREACH', 'core limit', limit)",
+                "SETRLIMIT = {'x86_64': 160, 'aarch64': 164}[platform.machine()]",
+                "libc = ctypes.CDLL(None, use_errno=True)",
+                "zero = (ctypes.c_ulong * 2)(0, 0)",
+                "attempts = {",
+                "    'setrlimit': lambda: resource.setrlimit(resource.RLIMIT_CORE, (0, 0)),",
+                "    'prlimit': lambda: resource.prlimit(0, resource.RLIMIT_CORE, (0, 0)),",
+                "    'raw setrlimit': lambda: libc.syscall(SETRLIMIT, 4, zero) and 1 / 0,",
+                "}",
+                "for name, attempt in attempts.items():",
+                "    try:",
+                "        attempt()",
+                "    except (OSError, ValueError, ZeroDivisionError):",
+                "        pass",
+                "    limit = resource.getrlimit(resource.RLIMIT_CORE)",
+                "    print('SAFE' if limit == (1, 1) else 'BREACH', name, limit)",
+                "files = resource.getrlimit(resource.RLIMIT_NOFILE)",
+                "resource.setrlimit(resource.RLIMIT_NOFILE, files)",
+                "print('SAFE other limits may be set')",
+                "try:",
+                "    if os.fork() == 0:",
+                "        ctypes.string_at(0)  # a crash: no core, anywhere",
+                "    os.wait()",
+                "except PermissionError:",
+                "    pass  # no fork without cgroups",
+                "print('files in /tmp:', os.listdir('/tmp'))",
+            ]
+        ),
+        check=lambda r, h: _no_breach_lines(r, h, 5),
+    ),
 ]
 
 

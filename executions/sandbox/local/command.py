@@ -20,6 +20,7 @@ import functools
 import glob
 import math
 import os
+import resource
 import shlex
 import stat
 
@@ -29,6 +30,13 @@ BWRAP = "bwrap"
 SH = "/bin/sh"
 UNSHARE = "unshare"  # util-linux, like the two below
 NSENTER = "nsenter"
+PRLIMIT = "prlimit"
+# RLIMIT_CORE of 1 byte, soft and hard, from the launcher on (seccomp keeps it there): no core is
+# ever written. Not 0: at 0 a crash is still handed to the host's core_pattern helper when that
+# is a pipe (Ubuntu's apport, systemd-coredump), which the kernel starts as host root, outside
+# the run's cgroup, once per crash; 1 is the kernel's own "never pipe a core" value. dash's
+# ulimit counts 512-byte blocks, so util-linux's prlimit sets it.
+CORE_LIMIT = [PRLIMIT, "--core=1:1", "--"]
 MOUNT = "mount"
 SCRIPT_DIR = "/scripts"
 PRELUDE = open(os.path.join(os.path.dirname(__file__), "prelude.py")).read()  # noqa: SIM115
@@ -226,15 +234,28 @@ def rlimits(spec: RunSpec, cgroup: bool) -> str:
     steps = [
         f"ulimit -t {math.ceil(limits.cpu_time_s) + 1}",
         f"ulimit -f {max(limits.tmp_bytes // 512, 1)}",  # dash counts 512-byte blocks
-        "ulimit -c 0",
         f"ulimit -n {OPEN_FILES if cgroup else OPEN_FILES_SINGLE_PROCESS}",
     ]
+    if not core_limit_settable():
+        steps.append("ulimit -c 0")  # the best this worker can do (see CORE_LIMIT)
     if not cgroup:  # per-process limits are all there is
         steps += [
             f"ulimit -v {limits.memory_bytes // 1024}",
             f"ulimit -p {limits.processes + 2}",
         ]
     return f"{{ {' && '.join(steps)}; }} || exit {LAUNCH_FAILED}"
+
+
+@functools.cache
+def core_limit_settable() -> bool:
+    """Whether a launcher may set CORE_LIMIT: root, or a hard core limit of at least 1 byte."""
+    hard = resource.getrlimit(resource.RLIMIT_CORE)[1]
+    return os.geteuid() == 0 or hard == resource.RLIM_INFINITY or hard >= 1
+
+
+def core_limit() -> list[str]:
+    """The command that execs the rest with CORE_LIMIT, where the worker may set it."""
+    return list(CORE_LIMIT) if core_limit_settable() else []
 
 
 def launcher_program(join_paths: list[str], limits_step: str, argv: list[str]) -> str:

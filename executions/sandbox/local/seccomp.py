@@ -16,7 +16,8 @@ take it off. Policy:
   memory cgroup, Unix sockets it does; vsock reaches the host's port space, which no
   namespace covers); clone() without namespace flags; ioctl() without
   TIOCSTI/TIOCLINUX (typing into a terminal) or TIOCSETD; personality() with Docker's values;
-  mmap() and memfd_create() without huge pages (the hugetlb pool is not charged to the run).
+  mmap() and memfd_create() without huge pages (the hugetlb pool is not charged to the run);
+  setrlimit() and prlimit64() of anything but the core-dump limit.
 - fsync(), fdatasync(), sync_file_range() and msync(MS_SYNC) (NO_OP) return 0 without reaching
   the kernel: on the sandbox's tmpfs they do nothing, and on a read-only descriptor of a host
   file they would flush the host's disk.
@@ -98,7 +99,7 @@ ALLOW: tuple[str, ...] = (
     "getresuid", "getresgid", "getgroups", "setuid", "setgid", "setreuid", "setregid",
     "setresuid", "setresgid", "setgroups", "setfsuid", "setfsgid", "capget", "capset",
     "getpgid", "setpgid", "getpgrp", "getsid", "setsid",
-    "getrlimit", "setrlimit", "prlimit64", "getrusage", "sysinfo", "uname", "getrandom",
+    "getrlimit", "getrusage", "sysinfo", "uname", "getrandom",  # setrlimit: _argument_rules
     # Filters a process may add on itself only, never remove.
     "seccomp", "landlock_create_ruleset", "landlock_add_rule", "landlock_restrict_self",
     "cachestat",
@@ -160,6 +161,10 @@ LOW_32 = 0xFFFFFFFF
 MAP_HUGETLB = 0x40000  # mmap's flags (argument 3)
 MFD_HUGETLB = 0x4  # memfd_create's flags (argument 1)
 MS_SYNC = 0x4  # msync's flags (argument 2): the fsync of a file's shared mapping (see NO_OP)
+# The core-dump limit stays as the launcher set it (1 byte: command.CORE_LIMIT). At 0, a crash
+# hands its core to the host's core_pattern helper when that is a pipe (apport, systemd-coredump):
+# a process started by the kernel as host root, outside the run's cgroup, for every crash.
+RLIMIT_CORE = 4  # the same number on x86_64 and aarch64
 
 # The architectures whose argument positions _argument_rules knows (clone's flags are
 # argument 0 on both; on s390 they are argument 1).
@@ -243,6 +248,16 @@ def _argument_rules(seccomp: Any) -> list[tuple[str, int, tuple]]:
     # msync(MS_SYNC) is fsync for a shared mapping: "done", as NO_OP; MS_ASYNC goes through.
     rules.append(("msync", seccomp.ERRNO(0), (low_32(2, MS_SYNC, MS_SYNC),)))
     rules.append(("msync", allow, (low_32(2, MS_SYNC, 0),)))
+    # Resource limits, all but RLIMIT_CORE (setrlimit's argument 0; prlimit64's argument 1,
+    # with a new value in argument 2: reading it, new = NULL, is fine).
+    rules.append(("setrlimit", eperm, (low_32(0, LOW_32, RLIMIT_CORE),)))
+    for mask, value in outside((RLIMIT_CORE,)):
+        rules.append(("setrlimit", allow, (low_32(0, mask, value),)))
+    core = low_32(1, LOW_32, RLIMIT_CORE)
+    rules.append(("prlimit64", eperm, (core, seccomp.Arg(2, seccomp.NE, 0))))
+    rules.append(("prlimit64", allow, (core, seccomp.Arg(2, seccomp.EQ, 0))))
+    for mask, value in outside((RLIMIT_CORE,)):
+        rules.append(("prlimit64", allow, (low_32(1, mask, value),)))
     # personality: others switch off address-space randomisation or make data executable.
     for persona in PERSONALITIES:
         rules.append(("personality", allow, (low_32(0, LOW_32, persona),)))
