@@ -231,7 +231,13 @@ def test_make_monitor_scrapes_every_target_up_with_integr8s_metrics(sites, tmp_p
         ]
 
         rules = prometheus_api(prometheus_port, "rules")["groups"][0]["rules"]
-        assert len(rules) == 12 and all(r["health"] == "ok" for r in rules), rules
+        assert len(rules) == 13 and all(r["health"] == "ok" for r in rules), rules
+        states = {r["name"]: r["state"] for r in rules}
+        assert (
+            states["Integr8sDatabaseUnreadable"]
+            == states["Integr8sNoWorkerHeartbeat"]
+            == "inactive"
+        )
 
         def alertmanager_found():
             found = prometheus_api(prometheus_port, "alertmanagers")["activeAlertmanagers"]
