@@ -368,6 +368,44 @@ def test_on_a_phone_run_shows_the_result_and_history_its_times(page, site):
     )
 
 
+CONTRAST = """(el) => {
+  const rgb = (c) => c.match(/[\\d.]+/g).slice(0, 3).map(Number);
+  const lum = ([r, g, b]) => [r, g, b].map((v) => { v /= 255;
+    return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; })
+    .reduce((sum, v, i) => sum + v * [0.2126, 0.7152, 0.0722][i], 0);
+  let back = el;
+  while (getComputedStyle(back).backgroundColor.startsWith("rgba(0, 0, 0, 0")) {
+    back = back.parentElement;
+  }
+  const [a, b] = [lum(rgb(getComputedStyle(el).color)),
+                  lum(rgb(getComputedStyle(back).backgroundColor))];
+  return (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+}"""
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_ansi_colours_can_be_read_in_light_and_dark(browser, site, scheme):
+    context = browser.new_context(viewport={"width": 1360, "height": 900}, color_scheme=scheme)
+    page = context.new_page()
+    page.goto(site + "/")
+    codes = [*range(30, 38), *range(90, 98), *range(40, 48), *range(100, 108)]
+    type_script(page, f"for c in {codes}:\n    print(f'\\x1b[{{c}}m{{c}}\\x1b[0m')\n")
+    page.click("#run-button")
+    wait_for_run(page, "completed")
+    spans = page.locator('#result [data-stream="stdout"] span')
+    assert spans.count() == len(codes)
+    for i in range(len(codes)):
+        ratio = spans.nth(i).evaluate(CONTRAST)
+        assert ratio >= 3, f"{scheme}: code {codes[i]} has contrast {ratio:.2f}"
+    # Bright black is the grey a terminal shows, not the plain text's colour.
+    grey, plain = page.evaluate(
+        "() => { const s = document.querySelector('#result .t-fg-bright-black');"
+        " return [getComputedStyle(s).color, getComputedStyle(s.parentElement).color]; }"
+    )
+    assert grey != plain
+    context.close()
+
+
 def test_esc_then_tab_leaves_the_editor_as_the_hint_says(page, site):
     page.goto(site + "/")
     assert "Esc then Tab" in page.locator("[data-editor-hint]").inner_text()
