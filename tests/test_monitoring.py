@@ -2,6 +2,7 @@
 log pipeline's configuration that ship in k8s/monitoring/ (and deploy/ for docker-compose)."""
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -357,3 +358,51 @@ def test_every_scrape_config_labels_the_web_and_worker_as_the_dashboards_select_
     for component in ("web", "worker"):
         assert pods[component]["labels"]["app.kubernetes.io/component"] == component
         assert pods[component]["annotations"]["prometheus.io/scrape"] == "true"
+
+
+def fake_programs(folder: Path, **scripts: str) -> Path:
+    """A folder of stand-in programs (name -> shell body) to put first on PATH."""
+    folder.mkdir()
+    for name, body in scripts.items():
+        path = folder / name
+        path.write_text(f"#!/bin/sh\n{body}\n")
+        path.chmod(0o755)
+    return folder
+
+
+@needs_promtool
+@needs_amtool
+def test_make_monitor_installs_prometheus_and_alertmanager_when_missing(tmp_path):
+    """As root with apt, the missing packages are installed (here a stand-in apt-get records
+    it), then both start with the rendered configuration; as another user, it says the
+    command to run instead."""
+    calls = tmp_path / "calls"
+    bin_ = fake_programs(
+        tmp_path / "bin",
+        dpkg="exit 1",  # nothing installed
+        **{
+            "apt-get": f'echo "apt-get $*" >>{calls}',
+            "prometheus": f'echo "prometheus $*" >>{calls}',
+            "prometheus-alertmanager": f'echo "alertmanager $*" >>{calls}; exec sleep 30',
+        },
+    )
+    env = {"PATH": f"{bin_}:/usr/bin:/bin", "MONITOR_DIR": str(tmp_path / "monitor")}
+    result = subprocess.run(
+        [ROOT / "deploy" / "monitor.sh"], env=env, capture_output=True, text=True, timeout=60
+    )
+    lines = calls.read_text().splitlines()
+    install = next(line for line in lines if " install " in line)
+    assert install.split()[-2:] == ["prometheus", "prometheus-alertmanager"], lines
+    assert any(line.startswith("prometheus --config.file=") for line in lines), lines
+    # The stand-in Prometheus stops at once: the other is stopped too, and that is an error.
+    assert result.returncode == 1 and "stopping the other" in result.stderr
+
+    if os.getuid() == 0:
+        fake_programs(tmp_path / "user", id="echo 1000")
+        env["PATH"] = f"{tmp_path / 'user'}:{env['PATH']}"
+    calls.unlink()
+    result = subprocess.run(
+        [ROOT / "deploy" / "monitor.sh"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 1 and not calls.exists()
+    assert "sudo apt-get install -y prometheus prometheus-alertmanager" in result.stderr
