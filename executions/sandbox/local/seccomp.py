@@ -216,7 +216,7 @@ def _argument_rules(seccomp: Any) -> list[tuple[str, int, tuple]]:
         # kernel and so here (a comparison of all 64 bits would miss TIOCSTI | 1 << 32).
         return seccomp.Arg(arg, seccomp.MASKED_EQ, mask, value)
 
-    rules = []
+    rules: list[tuple[str, Any, tuple]] = []
     for name in ("socket", "socketpair"):
         # All 64 bits: a family with any upper bit set is refused, though the kernel would
         # read AF_UNIX in it; no caller sets them.
