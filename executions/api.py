@@ -213,7 +213,7 @@ def take_wait_slot(request: Request) -> tuple[str, Refusal | None]:
     if request.user.is_authenticated:
         key = f"waiting:user:{request.user.pk}"
     else:
-        key = f"waiting:ip:{throttling.client_ip(request)}"
+        key = f"waiting:ip:{throttling.client_network(request)}"
     longest = 2 * (limits.maxima()["wall_time_s"] + settings.WAIT_MARGIN_S)  # see wait_for
     timeout = int(longest) + 60
     cache.add(key, 0, timeout=timeout)

@@ -10,7 +10,7 @@ from django.http import HttpRequest
 from django.utils.crypto import get_random_string
 
 from executions.models import ANONYMOUS_RUNS, Execution
-from integr8s.throttling import Refusal, client_ip, parse_rate, rate_wait
+from integr8s.throttling import Refusal, client_ip, client_network, parse_rate, rate_wait
 
 __all__ = [
     "Refusal",
@@ -19,6 +19,7 @@ __all__ = [
     "check_rate",
     "check_submission",
     "client_ip",
+    "client_network",
 ]
 
 
@@ -47,7 +48,7 @@ def check_rate(request: HttpRequest) -> Refusal | None:
     if user.is_authenticated:
         key, rate = f"submit:user:{user.pk}", settings.THROTTLE_USER
     else:
-        key, rate = f"submit:ip:{client_ip(request)}", settings.THROTTLE_ANON
+        key, rate = f"submit:ip:{client_network(request)}", settings.THROTTLE_ANON
     allowed, period = parse_rate(rate)
     wait = rate_wait(key, allowed, period, time.time())
     if wait:

@@ -333,8 +333,9 @@ WORKER_MAX_ATTEMPTS = env_number("WORKER_MAX_ATTEMPTS", 2, 1)
 # API limits: submissions per minute and executions waiting or running per caller.
 THROTTLE_ANON = env("THROTTLE_ANON", "30/min")
 THROTTLE_USER = env("THROTTLE_USER", "120/min")
-THROTTLE_SIGNUP = env("THROTTLE_SIGNUP", "10/hour")  # new accounts per IP address
-THROTTLE_LOGIN = env("THROTTLE_LOGIN", "20/min")  # password attempts per IP address
+# Anonymous callers are counted per address: an IPv4 address, or an IPv6 address's /64.
+THROTTLE_SIGNUP = env("THROTTLE_SIGNUP", "10/hour")  # new accounts per address
+THROTTLE_LOGIN = env("THROTTLE_LOGIN", "20/min")  # password attempts per address
 MAX_ACTIVE_PER_CALLER = env_number("MAX_ACTIVE_PER_CALLER", 10, 1)
 # Backpressure: past this many queued runs (all callers), submissions get 503 and Retry-After.
 MAX_QUEUED = env_number("MAX_QUEUED", 500, 1)

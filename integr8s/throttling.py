@@ -49,6 +49,19 @@ def client_ip(request: HttpRequest) -> str:
     return valid_ip(request.META.get("REMOTE_ADDR", ""))
 
 
+def client_network(request: HttpRequest) -> str:
+    """Whom a rate counts for a caller known by its address: the IPv4 address, or the IPv6
+    address's /64. One line (a home, a server) gets a whole /64, so counted by address an
+    IPv6 client would be 2^64 callers, each with a fresh limit."""
+    ip = client_ip(request)
+    if ":" not in ip:
+        return ip
+    address = ipaddress.IPv6Address(ip)
+    if address.ipv4_mapped:  # an IPv4 client seen through a dual-stack socket
+        return str(address.ipv4_mapped)
+    return str(ipaddress.IPv6Network((address, 64), strict=False))
+
+
 def is_loopback(request: HttpRequest) -> bool:
     """True when the caller (as client_ip() sees it, so not a proxy on this host) is local."""
     ip = client_ip(request)
@@ -114,7 +127,7 @@ ADDRESS_REASONS = {"signup": "signups", "login": "password_attempts", "reset": "
 
 def check_address(request: HttpRequest, action: str, rate: str, what: str) -> Refusal | None:
     allowed, period = parse_rate(rate)
-    wait = rate_wait(f"{action}:ip:{client_ip(request)}", allowed, period, time.time())
+    wait = rate_wait(f"{action}:ip:{client_network(request)}", allowed, period, time.time())
     if wait:
         return Refusal(
             f"Too many {what} from your address. Try again in {wait} seconds.",

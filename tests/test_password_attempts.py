@@ -120,6 +120,19 @@ def test_other_addresses_are_counted_apart(limit, alice):
     assert r.status_code == 200
 
 
+def test_the_addresses_of_one_ipv6_network_are_counted_together(limit, alice):
+    """One line gets a whole IPv6 /64: a new address for each guess walked past the limit."""
+    for n in range(3):
+        APIClient(REMOTE_ADDR=f"2001:db8::{n + 1}").post(
+            "/api/v1/auth/token", {"username": "alice", "password": WRONG}, format="json"
+        )
+    right = {"username": "alice", "password": "alice-pass-123"}
+    same_line = APIClient(REMOTE_ADDR="2001:db8::ffff:4")
+    assert same_line.post("/api/v1/auth/token", right, format="json").status_code == 429
+    another_line = APIClient(REMOTE_ADDR="2001:db8:0:1::1")
+    assert another_line.post("/api/v1/auth/token", right, format="json").status_code == 200
+
+
 def test_a_form_without_a_password_is_not_an_attempt(client, limit, alice):
     for _ in range(5):
         assert client.post(reverse("login"), {"username": "alice"}).status_code == 200

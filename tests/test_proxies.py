@@ -5,7 +5,7 @@ import pytest
 from django.test import RequestFactory
 from rest_framework.test import APIClient
 
-from integr8s.throttling import client_ip
+from integr8s.throttling import client_ip, client_network
 
 pytestmark = pytest.mark.django_db
 
@@ -70,3 +70,27 @@ def test_a_client_cannot_walk_past_the_login_limit_by_naming_itself(settings, on
         for n in range(4)
     ]
     assert codes == [401, 401, 429, 429]
+
+
+@pytest.mark.parametrize(
+    ("remote", "network"),
+    [
+        ("203.0.113.9", "203.0.113.9"),
+        ("2001:db8::1", "2001:db8::/64"),
+        ("2001:db8:0:0:abcd:1:2:3", "2001:db8::/64"),
+        ("::ffff:203.0.113.9", "203.0.113.9"),  # an IPv4 client on a dual-stack socket
+        ("garbage", ""),
+    ],
+)
+def test_rates_count_an_ipv6_client_by_its_64(remote, network):
+    assert client_network(RequestFactory().get("/", REMOTE_ADDR=remote)) == network
+
+
+def test_anonymous_submissions_from_one_ipv6_network_share_a_rate(settings):
+    settings.THROTTLE_ANON = "2/min"
+    body = {"script": "print(1)"}
+    codes = [
+        APIClient(REMOTE_ADDR=f"2001:db8::{n}").post("/api/v1/execute", body, format="json")
+        for n in range(1, 4)
+    ]
+    assert [r.status_code for r in codes] == [202, 202, 429]
