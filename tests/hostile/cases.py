@@ -145,9 +145,9 @@ CASES = [
             ]
         ),
         # Stopped at the wall clock, after fork had been refused at the process limit: the
-        # reason names the limit that held it.
-        status=("failed", "completed"),
-        error_type=("process_limit", None),
+        # reason names the limit that held it (it was "ran longer than", a timeout, once).
+        status=("failed",),
+        error_type=("process_limit",),
         limits={"wall_time_s": 2},
         host_checks=True,
         check=lambda r, h: _names_process_limit(r, h),
@@ -1261,6 +1261,42 @@ LOCAL_CASES = [
             ]
         ),
         check=lambda r, h: _no_breach_lines(r, h, 5),
+    ),
+    # The per-user kernel quotas that runs under one host uid would share (inotify instances,
+    # message queue bytes, keys, System V IPC, kernel AIO's host-wide aio-max-nr): their
+    # interfaces are absent (ENOSYS, as on a kernel without them) or refused (keys: EPERM),
+    # so no run can use them up for the next, whatever uid it has.
+    Case(
+        "per_user_quota_interfaces_absent",
+        FAILS(
+            [
+                "import ctypes, errno, platform",
+                "libc = ctypes.CDLL(None, use_errno=True)",
+                "libc.syscall.restype = ctypes.c_long",
+                "NR = {",
+                "    'x86_64': dict(inotify_init1=294, mq_open=240, msgget=68, semget=64,",
+                "                   shmget=29, io_setup=206, add_key=248, keyctl=250),",
+                "    'aarch64': dict(inotify_init1=26, mq_open=180, msgget=186, semget=190,",
+                "                    shmget=194, io_setup=0, add_key=217, keyctl=219),",
+                "}[platform.machine()]",
+                "ctx = ctypes.c_ulong(0)",
+                "calls = {",
+                "    'inotify_init1': (0,), 'mq_open': (b'q', 0o100 | 2, 0o600, None),",
+                "    'msgget': (0, 0o1000 | 0o600), 'semget': (0, 1, 0o1000 | 0o600),",
+                "    'shmget': (0, 4096, 0o1000 | 0o600), 'io_setup': (8, ctypes.byref(ctx)),",
+                "    'add_key': (b'user', b'k', b'v', 1, -3), 'keyctl': (0, -3, 1),",
+                "}",
+                "for name, args in calls.items():",
+                "    ctypes.set_errno(0)",
+                "    ret = libc.syscall(NR[name], *args)",
+                "    err = errno.errorcode.get(ctypes.get_errno(), '?')",
+                "    absent = err == ('EPERM' if name in ('add_key', 'keyctl') else 'ENOSYS')",
+                "    print('SAFE' if ret == -1 and absent else 'BREACH', name, ret, err)",
+                "import queue, multiprocessing.shared_memory  # the stdlib has what it needs",
+                "print('SAFE stdlib')",
+            ]
+        ),
+        check=lambda r, h: _no_breach_lines(r, h, 9),
     ),
     # MEDIUM (full sandbox, hosts whose core_pattern is a pipe: Ubuntu's apport, systemd-
     # coredump). `ulimit -c 0` does not stop a piped core dump: the kernel starts the host's
