@@ -190,3 +190,14 @@ def test_past_a_full_queue_submissions_get_503_with_retry_after(settings, alice_
     page = client.post("/run", {"script": "print(1)", "python_version": "3.12"})
     assert page.status_code == 503 and page["Retry-After"] == "30"
     assert "busy" in page.content.decode()
+
+
+@pytest.mark.django_db
+def test_an_anonymous_run_takes_input_from_its_own_browser_only():
+    mine, other = APIClient(), APIClient()
+    r = mine.post(EXECUTE, {"script": "input()", "interactive": True}, format="json")
+    execution = Execution.objects.get(execution_id=r.json()["execution_id"])
+    Execution.objects.filter(pk=execution.pk).update(status=Status.RUNNING, worker="w")
+    assert post_input(other, execution, text="x\n").status_code == 404
+    assert post_input(mine, execution, text="Ada\n").status_code == 202
+    assert [line.text for line in InputLine.objects.all()] == ["Ada\n"]
