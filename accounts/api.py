@@ -23,11 +23,13 @@ from accounts.serializers import (
     tokens_for,
 )
 from integr8s.api import (
+    CONFLICT,
     FORBIDDEN,
     THROTTLED,
     UNAUTHORIZED,
     VALIDATION_ERROR,
     DetailSerializer,
+    conflict,
     too_many,
 )
 from integr8s.throttling import check_signup
@@ -129,10 +131,17 @@ def key_owner(request: Request) -> User:
     description=(
         "For programs: send it as `Authorization: Api-Key <key>` (or `Token <key>`). The "
         "answer holds the key once; it is stored hashed. Keys last until revoked, until the "
-        "password changes, or until the account is deleted."
+        "password changes, or until the account is deleted. An account keeps at most "
+        "MAX_API_KEYS keys (20 by default): past them, 409."
     ),
     request=ApiKeySerializer,
-    responses={201: NewApiKeySerializer, 400: VALIDATION_ERROR, 401: UNAUTHORIZED, 403: FORBIDDEN},
+    responses={
+        201: NewApiKeySerializer,
+        400: VALIDATION_ERROR,
+        401: UNAUTHORIZED,
+        403: FORBIDDEN,
+        409: CONFLICT,
+    },
 )
 @api_view(["GET", "POST"])
 @permission_classes([permissions.IsAuthenticated])
@@ -142,6 +151,8 @@ def key_list(request: Request) -> Response:
         return Response(ApiKeySerializer(user.api_keys.all(), many=True).data)
     form = ApiKeySerializer(data=request.data)
     form.is_valid(raise_exception=True)
+    if problem := ApiKey.room_problem(user):
+        return conflict(problem)
     made, key = ApiKey.issue(user, form.validated_data["name"])
     made.key = key  # type: ignore[attr-defined]  # shown this once, never stored
     return Response(NewApiKeySerializer(made).data, status=status.HTTP_201_CREATED)

@@ -5,6 +5,7 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import models as auth_models
 from django.contrib.auth.models import AbstractUser
 from django.db import models
@@ -111,6 +112,17 @@ class ApiKey(models.Model):
         """Make a key for user; returns the row and the key, which is never seen again."""
         key = API_KEY_PREFIX + secrets.token_urlsafe(32)
         return cls.objects.create(user=user, name=name, prefix=key[:12], digest=digest(key)), key
+
+    @classmethod
+    def room_problem(cls, user: User) -> str | None:
+        """Why user may not make another key now (MAX_API_KEYS), in words; None if they may."""
+        held = cls.objects.filter(user=user).count()
+        if held >= settings.MAX_API_KEYS:
+            return (
+                f"You have {held} API keys, as many as an account keeps. Revoke one you no "
+                "longer use first."
+            )
+        return None
 
     @classmethod
     def find(cls, key: str) -> "ApiKey | None":

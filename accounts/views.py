@@ -107,6 +107,8 @@ def key_create(request: AuthenticatedHttpRequest) -> HttpResponse:
     """Make an API key and show it, once: the answer is the page itself (no redirect, so the
     key is in no URL, message store or later page)."""
     form = ApiKeyForm(request.POST)
+    if form.is_valid() and (problem := ApiKey.room_problem(request.user)):
+        form.add_error(None, problem)
     if not form.is_valid():
         return render(
             request, "accounts/account.html", account_context(request, key_form=form), status=400

@@ -897,10 +897,21 @@ SCRIPT_NOT_FOUND = OpenApiResponse(DetailSerializer, description="No such saved 
     ),
     post=extend_schema(
         summary="Save a script",
-        responses={201: SavedScriptSerializer, 400: VALIDATION_ERROR, 401: UNAUTHORIZED},
+        description="An account keeps at most MAX_SAVED_SCRIPTS (500 by default): past, 409.",
+        responses={
+            201: SavedScriptSerializer,
+            400: VALIDATION_ERROR,
+            401: UNAUTHORIZED,
+            409: CONFLICT,
+        },
     ),
 )
 class SavedScriptList(SavedScriptMixin, generics.ListCreateAPIView):
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        if problem := SavedScript.room_problem(self.request.user):
+            return conflict(problem)
+        return super().create(request, *args, **kwargs)
+
     def perform_create(self, serializer: BaseSerializer[SavedScript]) -> None:
         self.save_or_name_taken(serializer, owner=self.request.user)
 

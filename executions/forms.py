@@ -148,6 +148,8 @@ class SaveScriptForm(forms.ModelForm):
     def clean(self) -> dict[str, Any]:
         super().clean()
         data = self.cleaned_data  # what ModelForm.clean() returned
+        if self.instance.pk is None and (problem := SavedScript.room_problem(self.owner)):
+            self.add_error(None, problem)
         if "script" in self.fields:
             for field, message in submission_errors(
                 data.get("script", ""), data.get("python_version", ""), data.get("stdin", "")

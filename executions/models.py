@@ -627,6 +627,18 @@ class SavedScript(Shareable):
         return reverse("shared-script", args=[self.share_token]) if self.share_token else ""
 
     @classmethod
+    def room_problem(cls, owner: Any) -> str | None:
+        """Why owner may not save another script now (MAX_SAVED_SCRIPTS), in words; None if
+        they may."""
+        held = cls.objects.filter(owner=owner).count()
+        if held >= settings.MAX_SAVED_SCRIPTS:
+            return (
+                f"You have {held} saved scripts, as many as an account keeps. Delete one you no "
+                "longer need first."
+            )
+        return None
+
+    @classmethod
     def name_taken(cls, owner: Any, name: str, other_than: int | None = None) -> bool:
         """Whether owner has another script of this name, compared as the constraint compares
         (lower() in the database), so form, API and constraint never disagree."""

@@ -524,6 +524,9 @@ def script_detail(request: AuthenticatedHttpRequest, script_id: uuid.UUID) -> Ht
 @require_POST
 def script_duplicate(request: AuthenticatedHttpRequest, script_id: uuid.UUID) -> HttpResponse:
     saved = owned_script(request, script_id)
+    if problem := SavedScript.room_problem(request.user):
+        messages.error(request, problem)
+        return redirect(saved)
     # Names compare case-insensitively, as the constraint does.
     taken = {name.lower() for name in request.user.scripts.values_list("name", flat=True)}
     base = f"{saved.name} (copy)"[:90]

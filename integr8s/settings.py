@@ -339,6 +339,9 @@ THROTTLE_LOGIN = env("THROTTLE_LOGIN", "20/min")  # password attempts per addres
 MAX_ACTIVE_PER_CALLER = env_number("MAX_ACTIVE_PER_CALLER", 10, 1)
 # Backpressure: past this many queued runs (all callers), submissions get 503 and Retry-After.
 MAX_QUEUED = env_number("MAX_QUEUED", 500, 1)
+# What one account keeps: saved scripts (each a script and a stdin) and API keys.
+MAX_SAVED_SCRIPTS = env_number("MAX_SAVED_SCRIPTS", 500, 1)
+MAX_API_KEYS = env_number("MAX_API_KEYS", 20, 1)
 # An Idempotency-Key answers with its first execution for this long, then may be used again.
 IDEMPOTENCY_KEY_HOURS = env_number("IDEMPOTENCY_KEY_HOURS", 24, 0.01, float)
 WAIT_MARGIN_S = env_number("WAIT_MARGIN_S", 10, 0, float)

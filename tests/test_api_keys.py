@@ -146,3 +146,19 @@ def test_the_account_page_is_for_its_owner(client, alice, bob):
     assert client.get(reverse("api-key-create")).status_code == 405
     assert client.post(reverse("api-key-create"), {"name": ""}).status_code == 400
     assert ApiKey.objects.filter(user=alice).exists()
+
+
+def test_a_user_holds_a_bounded_number_of_keys(client, alice, alice_api, settings):
+    """Making keys was free and endless: a row per request, for as long as one cared to."""
+    settings.MAX_API_KEYS = 2
+    make_key(alice_api, "one")
+    make_key(alice_api, "two")
+
+    r = alice_api.post(KEYS, {"name": "three"}, format="json")
+    client.force_login(alice)
+    page = client.post(reverse("api-key-create"), {"name": "three"})
+
+    assert r.status_code == 409
+    assert "2 API keys" in r.json()["detail"] and "MAX_API_KEYS" not in r.json()["detail"]
+    assert page.status_code == 400 and "Revoke one" in page.content.decode()
+    assert ApiKey.objects.filter(user=alice).count() == 2

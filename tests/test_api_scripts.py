@@ -128,3 +128,26 @@ def test_a_bad_partial_update_names_the_field(alice_api, saved):
 def test_wrong_methods_are_405(alice_api, saved):
     assert alice_api.delete(SCRIPTS).status_code == 405
     assert alice_api.post(url(saved), {}, format="json").status_code == 405
+
+
+def test_a_user_holds_a_bounded_number_of_saved_scripts(client, alice, alice_api, settings):
+    """Saving was not rate-limited: 128 KiB a request (script and stdin), without end."""
+    settings.MAX_SAVED_SCRIPTS = 2
+    first = SavedScript.objects.create(owner=alice, name="one", script="print(1)")
+    assert (
+        alice_api.post(SCRIPTS, {"name": "two", "script": "print(2)"}, format="json").status_code
+        == 201
+    )
+    client.force_login(alice)
+
+    api = alice_api.post(SCRIPTS, {"name": "three", "script": "print(3)"}, format="json")
+    page = client.post("/scripts/", {"name": "three", "script": "print(3)"})
+    copy = client.post(f"/scripts/{first.script_id}/duplicate")
+    edit = alice_api.patch(url(first), {"name": "uno"}, format="json")
+
+    assert api.status_code == 409 and "2 saved scripts" in api.json()["detail"]
+    assert page.status_code == 400 and "Delete one" in page.content.decode()
+    assert copy.status_code == 302  # back to the script, which says why
+    assert "Delete one" in client.get(copy["Location"]).content.decode()
+    assert edit.status_code == 200  # changing one is not making one
+    assert SavedScript.objects.filter(owner=alice).count() == 2
