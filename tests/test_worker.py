@@ -332,6 +332,29 @@ def test_runs_never_outnumber_the_host_s_slots(settings):
     assert second.started_at >= first.finished_at or first.started_at >= second.finished_at
 
 
+@pytest.mark.django_db(transaction=True)
+def test_once_waits_for_a_host_slot_rather_than_leave_runs_queued(settings):
+    """Another installation on the host (a running site, another test run) holds every slot
+    for a moment: `runworker --once` waits for room and runs what is queued; it used to exit
+    at once and leave the run queued."""
+    import threading
+
+    from executions.sandbox import get_backend
+
+    settings.SANDBOX_SLOTS = 1
+    get_backend.cache_clear()
+    try:
+        held = get_backend().reserve()  # the other holder of the host's only slot
+        assert held is not None
+        threading.Timer(0.5, held.release).start()
+        run = submit('print("after the wait")')
+        call_command("runworker", once=True, stdout=StringIO())
+    finally:
+        get_backend.cache_clear()
+    run.refresh_from_db()
+    assert (run.status, run.output) == ("completed", "after the wait\n")
+
+
 # --- live output and input ----------------------------------------------------------------
 
 

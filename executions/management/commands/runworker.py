@@ -145,6 +145,7 @@ class Command(BaseCommand):
         self.in_flight: dict[int, InFlight] = {}
         self.lock = threading.Lock()
         self.next_heartbeat = self.next_recover = 0.0
+        self.host_full = False  # the last claim step found runs queued but no host slot free
 
         if options["metrics_port"]:
             from prometheus_client import start_http_server
@@ -207,7 +208,7 @@ class Command(BaseCommand):
             found = self.handle_one()
             self.maybe_heartbeat()
             self.maybe_recover()
-            if self.once and not found and not self.in_flight:
+            if self.once and not found and not self.in_flight and not self.host_full:
                 return
             if not found:
                 self.wakeup.wait(poll if not self.in_flight else min(poll, HEARTBEAT_S))
@@ -219,10 +220,14 @@ class Command(BaseCommand):
         """Claim and start as many runs as this worker has threads free and the host has room
         for (the backend's slots: one per core on a local host); True if any was claimed."""
         claimed = 0
+        self.host_full = False
         while len(self.in_flight) < self.concurrency:
             room = self.backend.reserve()
             if room is None:
-                break  # the host is full: the run stays queued for whoever has room first
+                # The host is full: the run stays queued for whoever has room first (with
+                # --once, this worker waits for room rather than leave what is queued).
+                self.host_full = Execution.objects.queued().exists()
+                break
             try:
                 found = Execution.objects.claim(self.name, self.lease_s, limit=1)
             except BaseException:
