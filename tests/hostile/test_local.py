@@ -443,3 +443,19 @@ def test_many_output_files_cost_the_worker_little(backend, runtime, monkeypatch)
     assert result.error_type == "output_limit" and len(result.files) == BASE_LIMITS.output_files
     assert [name for name, _ in result.files][:2] == ["f00000", "f00001"]
     assert len(opened) <= BASE_LIMITS.output_files + 110, len(opened)
+
+
+def test_what_a_script_prints_never_reaches_the_worker_s_log(backend, runtime, caplog):
+    """A script that wrote `bwrap: ...` and a second line to stderr and exited 1 was a platform
+    failure, and its second line landed in the worker's log as if the worker wrote it (enough
+    of them page the operators through the system-error alert). It is the script's error now,
+    and the worker logs nothing of it."""
+    import logging
+
+    forged = next(c for c in CASES if c.name == "forged_sandbox_error")
+    with caplog.at_level(logging.DEBUG, logger="executions"):
+        result = make_run(backend, runtime)(forged.script, BASE_LIMITS, "")
+    assert (result.status, result.error_type) == ("completed", "script_error"), result
+    assert "forged log line" in result.errors
+    assert "forged log line" not in caplog.text and "mount proc" not in caplog.text
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
