@@ -60,6 +60,21 @@ def test_a_refresh_token_is_good_for_one_refresh(alice):
     assert refresh(rotated).status_code == 200
 
 
+def test_two_refreshes_of_one_token_at_once_mint_one_pair(alice, monkeypatch):
+    """Both passed the blacklist check before either wrote it (two requests at once): the one
+    that blacklists the token first gets new tokens, the other a 401. Before, both did, so
+    a stolen refresh token used beside its owner's lived on as a second line of tokens."""
+    from rest_framework_simplejwt.tokens import RefreshToken
+
+    first = tokens()
+    monkeypatch.setattr(RefreshToken, "check_blacklist", lambda self: None)  # the other ran it
+
+    answers = [refresh(first["refresh"]) for _ in range(2)]
+
+    assert [r.status_code for r in answers] == [200, 401]
+    assert "used" in answers[1].json()["detail"]
+
+
 def test_a_password_change_ends_every_token_key_and_other_session(client, alice):
     old = tokens()
     _, key = ApiKey.issue(alice, "ci")
