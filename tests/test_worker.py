@@ -430,6 +430,24 @@ def test_a_script_s_stderr_never_reaches_the_worker_s_log(caplog):
     assert "forged line 7f1c" not in caplog.text and "cannot mount" not in caplog.text
 
 
+@pytest.mark.django_db
+def test_an_output_file_that_cannot_be_kept_is_logged_without_its_name(caplog, monkeypatch):
+    """The script chose the name: the worker's log says which file by number, never its name."""
+    from executions.management.commands.runworker import Command
+    from executions.models import OutputFile
+    from executions.sandbox.contract import RunResult
+
+    def refuse(**fields):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(OutputFile.objects, "create", refuse)
+    execution = submit("pass")
+    files = (("ok.txt", b"1"), ("ERROR forged 9c2e.txt", b"22"))
+    Command.keep_files(execution, RunResult(status="completed", files=files))
+    assert "output file 2 (2 bytes) not kept: OSError" in caplog.text
+    assert "forged 9c2e" not in caplog.text and "ok.txt" not in caplog.text
+
+
 @pytest.mark.django_db(transaction=True)
 def test_the_worker_records_what_each_run_used():
     from executions import metrics

@@ -372,7 +372,7 @@ class Command(BaseCommand):
     def keep_files(execution: Execution, result: RunResult) -> None:
         """The run's output files, through the storage API; one that cannot be stored is
         left out and logged (the result says what the run did either way)."""
-        for name, data in result.files:
+        for number, (name, data) in enumerate(result.files, start=1):
             content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
             try:
                 with transaction.atomic():  # a savepoint: one file refused leaves the rest
@@ -383,8 +383,16 @@ class Command(BaseCommand):
                         content_type=content_type,
                         file=ContentFile(data, name=name),
                     )
-            except (DatabaseError, OSError):
-                log.exception("run %s: output file %r not kept", execution.execution_id, name)
+            except (DatabaseError, OSError) as exc:
+                # By its number, not its name: the script chose the name, and the log keeps
+                # nothing a script wrote.
+                log.error(
+                    "run %s: output file %d (%d bytes) not kept: %s",
+                    execution.execution_id,
+                    number,
+                    len(data),
+                    type(exc).__name__,
+                )
 
     def sandbox(
         self, execution: Execution, cancel: threading.Event, live: LiveRun | None = None
