@@ -703,7 +703,8 @@ async def _events(request: HttpRequest, execution: Execution, after: int) -> Asy
             yield sse("status", {"status": row.status})
         for chunk in chunks:
             after = chunk.seq
-            data = {"stream": chunk.stream, "text": chunk.text, "seq": chunk.seq}
+            text = runtimes.neutral_paths(chunk.text) if chunk.stream == "stderr" else chunk.text
+            data = {"stream": chunk.stream, "text": text, "seq": chunk.seq}
             yield sse("output", data, chunk.seq)
         if row.status not in ACTIVE:
             result = await sync_to_async(serialized)(row, request)

@@ -43,6 +43,17 @@ def parse_pairs(text: str, setting: str) -> dict[str, str]:
     return pairs
 
 
+# An interpreter's standard library wherever it is installed on the host
+# (/root/.pyenv/versions/3.12.1/lib/python3.12/...) reads as a stock one would.
+INTERPRETER_LIB = re.compile(r'(?<=["\s])/[^\s"]*?/lib/(python\d+\.\d+)/')
+
+
+def neutral_paths(text: str) -> str:
+    """Tracebacks as they would read on any machine: /usr/lib/python3.12/..., not the host's
+    interpreter prefix (the page, the API's result and the events stream all show this)."""
+    return INTERPRETER_LIB.sub(r"/usr/lib/\1/", text or "")
+
+
 def interpreter_version(path: str) -> str | None:
     try:
         out = subprocess.run(

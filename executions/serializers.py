@@ -12,7 +12,7 @@ from rest_framework import serializers
 from rest_framework.fields import Field
 from rest_framework.request import Request
 
-from executions import limits
+from executions import limits, runtimes
 from executions.models import Execution, SavedScript, input_file_errors, submission_errors
 from integr8s.api import NoUnknownFieldsMixin, StrictCharField
 
@@ -275,6 +275,7 @@ class ExecutionSerializer(ExecutionListSerializer):
         data = super().to_representation(instance)
         if instance.status == Execution.Status.RUNNING:  # what it printed so far
             data["output"], data["errors"] = instance.live_output()
+        data["errors"] = runtimes.neutral_paths(data["errors"])
         return data
 
 

@@ -201,3 +201,25 @@ def test_an_anonymous_run_takes_input_from_its_own_browser_only():
     assert post_input(other, execution, text="x\n").status_code == 404
     assert post_input(mine, execution, text="Ada\n").status_code == 202
     assert [line.text for line in InputLine.objects.all()] == ["Ada\n"]
+
+
+HOST_FRAME = '  File "/root/.pyenv/versions/3.12.1/lib/python3.12/json/decoder.py", line 3\n'
+NEUTRAL_FRAME = '  File "/usr/lib/python3.12/json/decoder.py", line 3\n'
+
+
+@pytest.mark.django_db
+def test_tracebacks_read_with_neutral_paths_in_the_result_and_the_stream(client):
+    """Not the host's interpreter prefix: the API shows what the page shows."""
+    ended = make("import json", Status.COMPLETED, errors=HOST_FRAME)
+    assert client.get(f"/api/v1/result/{ended.execution_id}").json()["errors"] == NEUTRAL_FRAME
+    assert parse(events(client, ended))[-1][2]["errors"] == NEUTRAL_FRAME
+
+    running = make("import json")
+    OutputChunk.objects.create(execution=running, seq=1, stream="stderr", text=HOST_FRAME)
+    OutputChunk.objects.create(execution=running, seq=2, stream="stdout", text=HOST_FRAME)
+    assert client.get(f"/api/v1/result/{running.execution_id}").json()["errors"] == NEUTRAL_FRAME
+    Execution.objects.filter(pk=running.pk).update(status=Status.COMPLETED)
+    outputs = [
+        data["text"] for _, event, data in parse(events(client, running)) if event == "output"
+    ]
+    assert outputs == [NEUTRAL_FRAME, HOST_FRAME]  # what the script printed to stdout is its own

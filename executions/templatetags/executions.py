@@ -6,6 +6,7 @@ from django import template
 
 from executions.limits import human_bytes
 from executions.models import ACTIVE, Execution, Status
+from executions.runtimes import neutral_paths
 
 register = template.Library()
 ErrorType = Execution.ErrorType
@@ -107,9 +108,6 @@ register.filter("human_bytes", human_bytes)
 
 # --- errors in words (display only: how a run ended is classify()'s, never the text's) ------
 
-# An interpreter's standard library wherever it is installed on the host
-# (/root/.pyenv/versions/3.12.1/lib/python3.12/...) reads as a stock one would.
-INTERPRETER_LIB = re.compile(r'(?<=["\s])/[^\s"]*?/lib/(python\d+\.\d+)/')
 SCRIPT_LINE = re.compile(r'^\s*File "/scripts/script\.py", line (\d+)', re.MULTILINE)
 # The line after a traceback's last frame: the exception, whatever its class is called.
 RAISED_LINE = re.compile(r"^([A-Za-z_][\w.]*)(?::\s?(.*))?$")
@@ -123,11 +121,7 @@ NO_INPUT = (
 )
 
 
-@register.filter
-def neutral_paths(text: str) -> str:
-    """Tracebacks as they would read on any machine: /usr/lib/python3.12/..., not the host's
-    interpreter prefix."""
-    return INTERPRETER_LIB.sub(r"/usr/lib/\1/", text or "")
+register.filter("neutral_paths", neutral_paths)
 
 
 @register.filter
