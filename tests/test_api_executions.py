@@ -304,11 +304,18 @@ def test_a_users_execution_is_theirs_alone(alice, alice_api, bob_api, client):
     assert client.get(result_url(execution.execution_id)).status_code == 404
 
 
-@pytest.mark.parametrize("bad", ["not-a-uuid", "1", uuid.uuid4().hex[:-1], "%00"])
+@pytest.mark.parametrize("bad", ["not-a-uuid", "1", uuid.uuid4().hex[:-1]])
 def test_a_malformed_id_is_a_json_404(client, bad):
     r = client.get(result_url(bad))
     assert r.status_code == 404
     assert "no execution" in r.json()["detail"]
+
+
+def test_a_nul_in_the_id_is_a_json_400(client):
+    """No address of the site holds a NUL (tests/test_malformed_requests.py)."""
+    r = client.get(result_url("%00"))
+    assert r.status_code == 400
+    assert "NUL" in r.json()["detail"]
 
 
 def test_an_unknown_id_is_a_404(client):
