@@ -459,3 +459,27 @@ def test_what_a_script_prints_never_reaches_the_worker_s_log(backend, runtime, c
     assert "forged log line" in result.errors
     assert "forged log line" not in caplog.text and "mount proc" not in caplog.text
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+
+
+def test_output_in_tiny_writes_costs_the_worker_little(backend, runtime):
+    """A script that wrote its output one byte a write woke the supervision loop for each: the
+    worker (whose CPU weight is the host's default, not the runs' eighth of it) spent as much
+    CPU reading as the script spent writing, ~1 s of its time a second. Past a few reads a tick
+    the output gathers in the pipe for 5 ms before the next read."""
+    script = FAILS(
+        [
+            "import os, time",
+            "start, n = time.monotonic(), 0",
+            "while time.monotonic() - start < 1.5 and n < 500_000:",
+            "    os.write(1, b'x')",
+            "    n += 1",
+            "os.write(2, f'{n} writes'.encode())",
+        ]
+    )
+    before = time.thread_time()  # the run is supervised in this thread
+    result = make_run(backend, runtime)(script, BASE_LIMITS, "")
+    worker_s = time.thread_time() - before
+    assert result.status == "completed" and result.output == "x" * len(result.output), result
+    assert len(result.output) == int(result.errors.split()[0]), result.errors
+    assert result.cpu_time_ms is not None and result.cpu_time_ms > 300, result
+    assert worker_s < 0.25 * result.cpu_time_ms / 1000, (worker_s, result.cpu_time_ms)
