@@ -1161,7 +1161,9 @@ LOCAL_CASES = [
     # masked /proc directories, /dev/pts, the prefix's site-packages) are tmpfs mounts of their
     # own, owned by the sandbox's uid and without a size: the read-only remount of / does not
     # reach them, so a script chmod'ed one and wrote there, past the /tmp limit (bubblewrap's
-    # default size is half the host's memory; 1000 bytes into each of nine, measured).
+    # default size is half the host's memory; 1000 bytes into each of nine, measured). Without
+    # cgroups (the rlimits fallback) nothing charges tmpfs pages: 400 MiB written into
+    # /usr/local under a 64 MiB limit stayed in host memory (Shmem +399 MiB, peak shown 18 MiB).
     Case(
         "cover_mounts_are_read_only",
         FAILS(
