@@ -8,6 +8,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import models as auth_models
 from django.contrib.auth.models import AbstractUser
+from django.contrib.auth.validators import ASCIIUsernameValidator
 from django.db import models
 from django.utils import timezone
 
@@ -32,6 +33,17 @@ class User(AbstractUser):
     # The one rule for "that name is taken": unique, filled from username by save().
     # Up to 600: folding may lengthen a name ("ß" is "ss").
     username_key = models.CharField(max_length=600, unique=True, editable=False)
+    # Latin letters only (after NFKC, so full-width "ＲＴ" is "RT"): Cyrillic "а" and Latin "a"
+    # look the same, fold to different names, and would let "аdmin" pass for "admin".
+    username_validator = ASCIIUsernameValidator()
+    username = models.CharField(
+        "username",
+        max_length=150,
+        unique=True,
+        help_text="Required. 150 characters or fewer. Latin letters, digits and @/./+/-/_ only.",
+        validators=[username_validator],
+        error_messages={"unique": "A user with that username already exists."},
+    )
     _made_unusable = False  # set_unusable_password() was called since the last save
 
     objects = UserManager()  # type: ignore[misc]  # AbstractUser declares the plain one

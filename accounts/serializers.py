@@ -3,7 +3,6 @@
 from typing import Any, cast
 
 from django.contrib.auth import password_validation
-from django.contrib.auth.validators import UnicodeUsernameValidator
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import exceptions, serializers
 from rest_framework_simplejwt.serializers import TokenRefreshSerializer
@@ -35,9 +34,9 @@ class UsernameField(StrictCharField):
 class RegisterSerializer(NoUnknownFieldsMixin, serializers.Serializer):
     username = UsernameField(
         max_length=150,
-        validators=[UnicodeUsernameValidator()],
+        validators=[User.username_validator],
         help_text=(
-            "Letters, digits and @/./+/-/_ only; at most 150 characters. Names that differ "
+            "Latin letters, digits and @/./+/-/_ only; at most 150 characters. Names that differ "
             'only in case or width ("Alice", "ａｌｉｃｅ") are the same name.'
         ),
     )

@@ -28,6 +28,30 @@ def test_the_api_refuses_a_look_alike_user_name(rtadmin, look_alike):
     assert User.objects.count() == 1
 
 
+# Cyrillic "а" (U+0430) and "ԁ" (U+0501) in place of Latin letters: NFKC leaves them as they
+# are and they fold to another name, so only a Latin-only rule keeps them from posing as admin.
+CROSS_SCRIPT = ["\u0430dmin", "a\u0501min", "rt\u0430dmin"]
+
+
+@pytest.mark.parametrize("look_alike", CROSS_SCRIPT)
+def test_the_api_refuses_a_name_in_another_script_that_reads_as_a_latin_one(rtadmin, look_alike):
+    r = APIClient().post(REGISTER, {"username": look_alike, "password": PASSWORD}, format="json")
+    assert r.status_code == 400
+    assert "valid username" in r.json()["username"][0]
+    assert User.objects.count() == 1
+
+
+@pytest.mark.parametrize("look_alike", CROSS_SCRIPT)
+def test_the_sign_up_page_refuses_a_name_in_another_script(client, rtadmin, look_alike):
+    response = client.post(
+        reverse("signup"),
+        {"username": look_alike, "password1": "a-long-pass-42", "password2": "a-long-pass-42"},
+    )
+    assert response.status_code == 400
+    assert "valid username" in response.content.decode()
+    assert User.objects.count() == 1
+
+
 @pytest.mark.parametrize("look_alike", ["ＲＴadmin", "RTADMIN"])
 def test_the_sign_up_page_refuses_a_look_alike_user_name(client, rtadmin, look_alike):
     response = client.post(
