@@ -20,6 +20,11 @@ def fold(username: str) -> str:
     return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", username).casefold())
 
 
+# Latin letters only (after NFKC, so full-width "ＲＴ" is "RT"): Cyrillic "а" and Latin "a" look
+# the same, fold to different names, and would let "аdmin" pass for "admin".
+LATIN_USERNAME = ASCIIUsernameValidator()
+
+
 class UserManager(auth_models.UserManager["User"]):
     def get_by_natural_key(self, username: str | None) -> "User":
         """Sign-in finds a name however it is written: "Alice", "ａｌｉｃｅ" and "alice" are
@@ -33,15 +38,12 @@ class User(AbstractUser):
     # The one rule for "that name is taken": unique, filled from username by save().
     # Up to 600: folding may lengthen a name ("ß" is "ss").
     username_key = models.CharField(max_length=600, unique=True, editable=False)
-    # Latin letters only (after NFKC, so full-width "ＲＴ" is "RT"): Cyrillic "а" and Latin "a"
-    # look the same, fold to different names, and would let "аdmin" pass for "admin".
-    username_validator = ASCIIUsernameValidator()
     username = models.CharField(
         "username",
         max_length=150,
         unique=True,
         help_text="Required. 150 characters or fewer. Latin letters, digits and @/./+/-/_ only.",
-        validators=[username_validator],
+        validators=[LATIN_USERNAME],
         error_messages={"unique": "A user with that username already exists."},
     )
     _made_unusable = False  # set_unusable_password() was called since the last save

@@ -10,7 +10,7 @@ from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from rest_framework_simplejwt.tokens import RefreshToken
 from rest_framework_simplejwt.utils import get_md5_hash_password
 
-from accounts.models import ApiKey, User, fold
+from accounts.models import LATIN_USERNAME, ApiKey, User, fold
 from integr8s.api import NoUnknownFieldsMixin, StrictCharField
 
 USERNAME_TAKEN = "That username is taken. Pick another."
@@ -34,7 +34,7 @@ class UsernameField(StrictCharField):
 class RegisterSerializer(NoUnknownFieldsMixin, serializers.Serializer):
     username = UsernameField(
         max_length=150,
-        validators=[User.username_validator],
+        validators=[LATIN_USERNAME],
         help_text=(
             "Latin letters, digits and @/./+/-/_ only; at most 150 characters. Names that differ "
             'only in case or width ("Alice", "ａｌｉｃｅ") are the same name.'
