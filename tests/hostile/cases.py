@@ -867,6 +867,26 @@ CASES = [
     ),
     # --- what is stored -------------------------------------------------------------------
     Case(
+        # Both streams at once, from two threads, in characters of 1 to 4 bytes and invalid
+        # ones (3 bytes once stored): the cap holds on the two together, as stored.
+        "both_streams_flood_at_once",
+        FAILS(
+            [
+                "import os, threading",
+                "chunk = ('a\\u00e9\\u20ac\\U0001f600'.encode() + b'\\xff\\x00') * 4096",
+                "def flood(fd):",
+                "    while True:",
+                "        os.write(fd, chunk)",
+                "threading.Thread(target=flood, args=(2,), daemon=True).start()",
+                "flood(1)",
+            ]
+        ),
+        status=("failed",),
+        error_type=("output_limit",),
+        output_has=(),
+        check=lambda r, h: _output_capped(r, h),
+    ),
+    Case(
         "invalid_utf8_flood",
         "import sys\nsys.stdout.buffer.write(b'\\xff' * (1024 * 1024))\nsys.stdout.flush()\n",
         status=("failed",),
