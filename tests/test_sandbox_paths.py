@@ -163,3 +163,26 @@ def test_a_spare_renamed_over_a_leftover_of_the_same_run(spare_backend, py312):
     result = spare_backend.run(spec_for(py312, run_id=run_id), threading.Event())
     assert (result.status, result.output) == ("completed", "ok\n")
     assert run_id not in run_names(spare_backend)
+
+
+def test_without_prlimit_runs_still_start_with_no_core_file(backend, py312, monkeypatch):
+    """Where util-linux's prlimit is missing, the launcher cannot set the 1-byte core limit;
+    runs still start, held to `ulimit -c 0` (no core file, though a piped core_pattern would
+    still be started: see command.CORE_LIMIT)."""
+    from executions.sandbox.local import command
+
+    real_which = shutil.which
+    monkeypatch.setattr(
+        shutil, "which", lambda name, **kw: None if name == command.PRLIMIT else real_which(name)
+    )
+    command.core_limit_settable.cache_clear()
+    try:
+        assert command.core_limit() == []
+        assert "ulimit -c 0" in command.rlimits(spec_for(py312), cgroup=True)
+        script = "import resource\nprint(resource.getrlimit(resource.RLIMIT_CORE))"
+        result = backend.run(spec_for(py312, script), threading.Event())
+        assert (result.status, result.output) == ("completed", "(0, 0)\n"), result
+    finally:
+        monkeypatch.undo()
+        command.core_limit_settable.cache_clear()
+    assert command.core_limit() == list(command.CORE_LIMIT)

@@ -22,6 +22,7 @@ import math
 import os
 import resource
 import shlex
+import shutil
 import stat
 
 from executions.sandbox.contract import INPUTS_DIR, RunSpec
@@ -248,7 +249,10 @@ def rlimits(spec: RunSpec, cgroup: bool) -> str:
 
 @functools.cache
 def core_limit_settable() -> bool:
-    """Whether a launcher may set CORE_LIMIT: root, or a hard core limit of at least 1 byte."""
+    """Whether a launcher may set CORE_LIMIT: prlimit is there, and the worker is root or has a
+    hard core limit of at least 1 byte."""
+    if shutil.which(PRLIMIT, path=LAUNCH_ENV["PATH"]) is None:
+        return False
     hard = resource.getrlimit(resource.RLIMIT_CORE)[1]
     return os.geteuid() == 0 or hard == resource.RLIM_INFINITY or hard >= 1
 
