@@ -175,14 +175,16 @@ def test_without_prlimit_runs_still_start_with_no_core_file(backend, py312, monk
     monkeypatch.setattr(
         shutil, "which", lambda name, **kw: None if name == command.PRLIMIT else real_which(name)
     )
+    command.prlimit_found.cache_clear()
     command.core_limit_settable.cache_clear()
     try:
-        assert command.core_limit() == []
+        assert command.prlimits(cgroup=True) == command.prlimits(cgroup=False) == []
         assert "ulimit -c 0" in command.rlimits(spec_for(py312), cgroup=True)
         script = "import resource\nprint(resource.getrlimit(resource.RLIMIT_CORE))"
         result = backend.run(spec_for(py312, script), threading.Event())
         assert (result.status, result.output) == ("completed", "(0, 0)\n"), result
     finally:
         monkeypatch.undo()
+        command.prlimit_found.cache_clear()
         command.core_limit_settable.cache_clear()
-    assert command.core_limit() == list(command.CORE_LIMIT)
+    assert command.prlimits(cgroup=True) == [command.PRLIMIT, command.CORE_LIMIT, "--"]

@@ -109,7 +109,7 @@ def test_hostile_cases_under_rlimits_only(runtime, host):
         "rlimits_memfd_outside_memory_limit", "rlimits_cpu_limit_escaped_by_autoreaped_children",
         "unix_socket_buffers_are_charged", "pipe_buffers_are_charged",
         "cover_mounts_are_read_only", "hugetlb_pool_refused", "fsync_reaches_host_disk",
-        "core_dumps_reach_the_host_helper",
+        "core_dumps_reach_the_host_helper", "posix_timers_hold_kernel_memory",
     }  # fmt: skip
     for case in CASES + LOCAL_CASES:
         if case.name == "memory_bomb":

@@ -37,7 +37,11 @@ PRLIMIT = "prlimit"
 # is a pipe (Ubuntu's apport, systemd-coredump), which the kernel starts as host root, outside
 # the run's cgroup, once per crash; 1 is the kernel's own "never pipe a core" value. dash's
 # ulimit counts 512-byte blocks, so util-linux's prlimit sets it.
-CORE_LIMIT = [PRLIMIT, "--core=1:1", "--"]
+CORE_LIMIT = "--core=1:1"
+# Without cgroups, signals queued at once (RLIMIT_SIGPENDING, which dash cannot set): each POSIX
+# timer holds one from its creation, and 96,000 timers held 36 MiB of kernel memory that no
+# rlimit counts, beside a 64 MiB limit. With a cgroup that memory is charged to the run.
+SIGPENDING_SINGLE_PROCESS = 1024
 MOUNT = "mount"
 SCRIPT_DIR = "/scripts"
 PRELUDE = open(os.path.join(os.path.dirname(__file__), "prelude.py")).read()  # noqa: SIM115
@@ -248,18 +252,27 @@ def rlimits(spec: RunSpec, cgroup: bool) -> str:
 
 
 @functools.cache
+def prlimit_found() -> bool:
+    return shutil.which(PRLIMIT, path=LAUNCH_ENV["PATH"]) is not None
+
+
+@functools.cache
 def core_limit_settable() -> bool:
     """Whether a launcher may set CORE_LIMIT: prlimit is there, and the worker is root or has a
     hard core limit of at least 1 byte."""
-    if shutil.which(PRLIMIT, path=LAUNCH_ENV["PATH"]) is None:
+    if not prlimit_found():
         return False
     hard = resource.getrlimit(resource.RLIMIT_CORE)[1]
     return os.geteuid() == 0 or hard == resource.RLIM_INFINITY or hard >= 1
 
 
-def core_limit() -> list[str]:
-    """The command that execs the rest with CORE_LIMIT, where the worker may set it."""
-    return list(CORE_LIMIT) if core_limit_settable() else []
+def prlimits(cgroup: bool) -> list[str]:
+    """The prlimit command that execs the rest with the limits dash cannot set (CORE_LIMIT, and
+    without cgroups SIGPENDING_SINGLE_PROCESS), or [] where there is none to set."""
+    options = [CORE_LIMIT] if core_limit_settable() else []
+    if not cgroup and prlimit_found():
+        options.append(f"--sigpending={SIGPENDING_SINGLE_PROCESS}")
+    return [PRLIMIT, *options, "--"] if options else []
 
 
 def launcher_program(join_paths: list[str], limits_step: str, argv: list[str]) -> str:

@@ -142,7 +142,7 @@ def spawn(
                 command.NSENTER, "--target", str(stage_pid), "--mount",
                 "--setuid", str(lease.name), "--setgid", str(lease.name), "--", *argv,
             ]  # fmt: skip
-        argv = command.core_limit() + argv
+        argv = command.prlimits(group is not None) + argv
         program = command.launcher_program(
             group.join_paths if group else [],
             command.rlimits(spec, group is not None),
