@@ -1311,6 +1311,34 @@ LOCAL_CASES = [
         limits={"memory_bytes": 64 * MIB},
         check=lambda r, h: _timers_bounded_or_charged(r, h),
     ),
+    # HIGH (rlimits fallback only). Empty files cost a tmpfs no blocks, so its size limit does
+    # not hold them: each is an inode and a dentry in kernel memory (~1.3 KiB). With a cgroup
+    # they are charged to the run (stopped at its memory limit); without one nothing counted
+    # them: 347,000 files in /tmp held 461 MiB of slab beside a 64 MiB limit, an 18 MiB peak
+    # shown. bubblewrap cannot give its tmpfs an nr_inodes, so the supervisor counts the
+    # inodes of the sandbox's writable mounts and stops the run at its memory limit.
+    Case(
+        "tmpfs_inodes_outside_the_memory_limit",
+        FAILS(
+            [
+                "import os, time",
+                "start, made = time.monotonic(), 0",
+                "try:",
+                "    while time.monotonic() - start < 3:",
+                "        for _ in range(1000):",
+                "            os.close(os.open(f'/tmp/f{made}', os.O_CREAT | os.O_WRONLY))",
+                "            made += 1",
+                "except OSError as exc:",
+                "    print('stopped', exc)",
+                "print('SAFE made', made, 'files', flush=True)",
+            ]
+        ),
+        status=("completed", "failed"),
+        error_type=(None, "memory_limit"),
+        output_has=(),
+        limits={"memory_bytes": 64 * MIB, "wall_time_s": 6},
+        check=lambda r, h: _files_charged(r, h),
+    ),
     # The per-user kernel quotas that runs under one host uid would share (inotify instances,
     # message queue bytes, keys, System V IPC, kernel AIO's host-wide aio-max-nr): their
     # interfaces are absent (ENOSYS, as on a kernel without them) or refused (keys: EPERM),
@@ -1392,6 +1420,16 @@ LOCAL_CASES = [
         check=lambda r, h: _no_breach_lines(r, h, 5),
     ),
 ]
+
+
+def _files_charged(result: RunResult, host: HostContext) -> None:
+    """Stopped at the memory limit, or the run's measured memory covers its files' inodes
+    (~1.3 KiB each; 500 bytes counted here)."""
+    if result.status == "failed":
+        return
+    made = int(result.output.split("SAFE made ")[1].split()[0])
+    assert result.peak_memory_kb is not None
+    assert result.peak_memory_kb * 1024 >= made * 500, (made, result)
 
 
 def _timers_bounded_or_charged(result: RunResult, host: HostContext) -> None:

@@ -178,6 +178,54 @@ def _reading_stdin(pids: list[int]) -> bool:
     return False
 
 
+def _children(pid: int) -> list[int]:
+    """The child processes of pid (without cgroups: bubblewrap's monitor's is the sandbox)."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(p) for p in f.read().split()]
+    except (OSError, ValueError):
+        return []
+
+
+# A tmpfs's size counts its blocks, not its inodes: an empty file costs it nothing and the
+# kernel ~1.3 KiB (inode and dentry). With a cgroup that memory is charged to the run; without,
+# nothing counted it (347,000 files in /tmp held 461 MiB beside a 64 MiB limit), and
+# bubblewrap cannot give a tmpfs an nr_inodes. So the rlimits fallback counts the inodes of
+# the sandbox's writable mounts each tick and stops the run, at its memory limit, once they
+# would hold half of it.
+WRITABLE_MOUNTS = ("tmp", "dev/shm", "scripts")  # in the sandbox's root
+INODE_BYTES = 1024
+
+
+def _writable_mounts(pids: list[int]) -> list[int]:
+    """Handles on the sandbox's writable tmpfs mounts, through the first of pids that has them."""
+    for pid in pids:
+        try:
+            root = os.open(f"/proc/{pid}/root", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            continue
+        fds = []
+        try:
+            for path in WRITABLE_MOUNTS:
+                with contextlib.suppress(OSError):
+                    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+                    fds.append(os.open(path, flags, dir_fd=root))
+        finally:
+            os.close(root)
+        if fds:
+            return fds
+    return []
+
+
+def _inodes(fds: list[int]) -> int:
+    used = 0
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            st = os.fstatvfs(fd)
+            used += st.f_files - st.f_ffree
+    return used
+
+
 def _tmp_of(pids: list[int], skip: int) -> int | None:
     """A handle on a running sandbox's /tmp (its size is looked at when the run ends)."""
     for pid in pids:
@@ -333,6 +381,8 @@ def supervise(
     cpu_limit_ms = limits.cpu_time_s * 1000
     cpu_used = group.cpu_ms if group is not None else TreeCpu(proc.pid).ms
     pidfd = tmp_fd = None
+    mounts: list[int] = []  # without cgroups: the sandbox's tmpfs mounts, for their inodes
+    inode_cap = limits.memory_bytes // 2 // INODE_BYTES
     sel = selectors.DefaultSelector()
     try:
         with contextlib.suppress(OSError):
@@ -391,11 +441,14 @@ def supervise(
                     )
                 elif ticked and used_ms >= cpu_limit_ms:
                     facts.cpu_exceeded = True
+                elif ticked and mounts and _inodes(mounts) > inode_cap:
+                    facts.oom_kills = 1  # its files' inodes: kernel memory no rlimit counts
                 if (
                     facts.cancelled
                     or facts.wall_timeout
                     or facts.cpu_exceeded
                     or facts.platform_error
+                    or facts.oom_kills
                 ):
                     _kill(launcher, pidfd)
                     drain_until = now + KILL_GRACE_S
@@ -424,6 +477,10 @@ def supervise(
                         if group is not None:
                             cpu_wait.tick(group)  # counts from here
                             tmp_fd = _tmp_of(group.pids(), skip=proc.pid)
+                        else:
+                            sandbox = _children(proc.pid)
+                            tmp_fd = _tmp_of(sandbox, skip=proc.pid)
+                            mounts = _writable_mounts(sandbox)
                 elif key.data == "in":
                     stdin.write()
                 else:
@@ -471,7 +528,7 @@ def supervise(
         )
     finally:
         sel.close()
-        for fd in (pidfd, tmp_fd):
+        for fd in (pidfd, tmp_fd, *mounts):
             if fd is not None:
                 os.close(fd)
     code = proc.returncode
