@@ -1055,11 +1055,25 @@ def test_child_limits_with_resource():
     assert prefix == [] and callable(apply)
 
 
+def test_a_crash_in_the_pod_starts_no_core_helper_on_the_node(monkeypatch):
+    """RLIMIT_CORE of 1, not 0: a piped core_pattern runs its helper (as root, on the node)
+    for a crash under a limit of 0, and skips it only for a limit of exactly 1."""
+    if k8s_wrapper.resource is None:  # pragma: no cover
+        pytest.skip("no resource module")
+    applied = {}
+    monkeypatch.setattr(
+        k8s_wrapper.resource, "setrlimit", lambda which, value: applied.update({which: value})
+    )
+    _, apply = k8s_wrapper.child_limits({"cpu_time_s": 1.5, "processes": 8})
+    apply()
+    assert applied[k8s_wrapper.resource.RLIMIT_CORE] == (1, 1)
+
+
 def test_child_limits_with_prlimit_only(monkeypatch):
     monkeypatch.setattr(k8s_wrapper, "resource", None)
     monkeypatch.setattr(os.path, "exists", lambda p: p == "/bin/prlimit")
     prefix, apply = k8s_wrapper.child_limits({"cpu_time_s": 1.5, "processes": 8})
-    assert prefix == ["/bin/prlimit", "--cpu=3:4", "--nproc=8", "--core=0", "--"]  # a backstop
+    assert prefix == ["/bin/prlimit", "--cpu=3:4", "--nproc=8", "--core=1", "--"]  # a backstop
     assert apply() is None
 
 

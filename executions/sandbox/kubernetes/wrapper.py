@@ -305,14 +305,16 @@ def child_limits(limits):
     if resource is None:
         for prlimit in ("/usr/bin/prlimit", "/bin/prlimit"):
             if os.path.exists(prlimit):
-                argv = [prlimit, f"--cpu={cpu}:{cpu + 1}", f"--nproc={nproc}", "--core=0", "--"]
+                argv = [prlimit, f"--cpu={cpu}:{cpu + 1}", f"--nproc={nproc}", "--core=1", "--"]
                 return argv, lambda: None
         return [], lambda: None  # the wrapper's limits and the container's still hold
 
     settings = [
         (resource.RLIMIT_CPU, (cpu, cpu + 1)),  # SIGXCPU, then SIGKILL a second later
         (resource.RLIMIT_NPROC, (nproc, nproc)),
-        (resource.RLIMIT_CORE, (0, 0)),
+        # 1 byte, not 0: a node whose core_pattern pipes to a helper (apport, systemd-coredump)
+        # starts that helper as root for a crash under a limit of 0, and skips it only at 1.
+        (resource.RLIMIT_CORE, (1, 1)),
     ]
 
     def apply():
