@@ -27,6 +27,8 @@ NUMBERS = {
         "openat": 257, "prctl": 157, "sync": 162, "syncfs": 306, "fork": 57,
         "memfd_create": 319, "fcntl": 72, "setsockopt": 54, "mmap": 9, "msync": 26,
         "fsync": 74, "fdatasync": 75, "setrlimit": 160, "prlimit64": 302,
+        "seccomp": 317, "mlock": 149, "splice": 275, "sendfile": 40, "fadvise64": 221,
+        "madvise": 28,
     },
     "aarch64": {
         "io_uring_setup": 425, "userfaultfd": 282, "keyctl": 219, "add_key": 217,
@@ -38,6 +40,8 @@ NUMBERS = {
         "openat": 56, "prctl": 167, "sync": 81, "syncfs": 267, "memfd_create": 279,
         "fcntl": 25, "setsockopt": 208, "mmap": 222, "msync": 227, "fsync": 82,
         "fdatasync": 83, "setrlimit": 164, "prlimit64": 261,
+        "seccomp": 277, "mlock": 228, "splice": 76, "sendfile": 71, "fadvise64": 223,
+        "madvise": 233,
     },
 }  # fmt: skip
 

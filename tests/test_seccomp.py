@@ -129,7 +129,7 @@ def test_each_syscall_has_one_kind_of_rule():
     judged = {name for name, _, _ in seccomp._argument_rules(pyseccomp)}
     assert judged == {
         "socket", "socketpair", "clone", "ioctl", "personality", "prctl", "mmap",
-        "memfd_create", "msync", "setrlimit", "prlimit64",
+        "memfd_create", "msync", "setrlimit", "prlimit64", "setsockopt", "madvise",
     }  # fmt: skip
     lists = (set(seccomp.ALLOW), set(seccomp.DENY), set(seccomp.NO_OP))
     assert not lists[0] & lists[1] and not lists[0] & lists[2] and not lists[1] & lists[2]
@@ -177,7 +177,7 @@ AARCH64_ESSENTIALS = (
     "pipe2", "dup3", "mkdirat", "unlinkat", "renameat", "renameat2", "symlinkat", "linkat",
     "readlinkat", "faccessat", "fchmodat", "fchownat", "utimensat", "getdents64", "eventfd2",
     "signalfd4", "prlimit64", "mmap", "wait4", "execve", "rt_sigreturn", "set_tid_address",
-    "set_robust_list", "rseq", "futex", "getrandom", "clock_nanosleep", "sendfile",
+    "set_robust_list", "rseq", "futex", "getrandom", "clock_nanosleep", "copy_file_range",
 )  # fmt: skip
 
 
@@ -232,6 +232,21 @@ DECISIONS = [
     ("prctl PR_SET_PDEATHSIG, upper bits set", "prctl", (1 | 1 << 32, 0), EPERM),
     ("prctl PR_GET_PDEATHSIG", "prctl", (2, 0), ALLOWED),
     ("prctl PR_SET_NAME", "prctl", (15, 0), ALLOWED),
+    ("prctl PR_SET_SECCOMP", "prctl", (22, 2, 4096), EPERM),
+    ("seccomp", "seccomp", (1, 0, 4096), EPERM),
+    ("setsockopt SO_ATTACH_FILTER", "setsockopt", (3, 1, 26), EPERM),
+    ("setsockopt SO_ATTACH_BPF", "setsockopt", (3, 1, 50), EPERM),
+    ("setsockopt SO_ATTACH_FILTER, upper bits set", "setsockopt", (3, 1, 26 | 1 << 32), EPERM),
+    ("setsockopt SO_SNDBUF", "setsockopt", (3, 1, 7), ALLOWED),
+    ("setsockopt another level, option 26", "setsockopt", (3, 6, 26), ALLOWED),
+    ("mlock", "mlock", (4096, 4096), EPERM),
+    ("splice", "splice", (3, 0, 4, 0, 1, 0), EPERM),
+    ("sendfile", "sendfile", (4, 3, 0, 1), EPERM),
+    ("fadvise64 DONTNEED", "fadvise64", (3, 0, 0, 4), DONE),
+    ("madvise MADV_PAGEOUT", "madvise", (4096, 4096, 21), DONE),
+    ("madvise MADV_COLD", "madvise", (4096, 4096, 20), DONE),
+    ("madvise MADV_DONTNEED", "madvise", (4096, 4096, 4), ALLOWED),
+    ("madvise MADV_HUGEPAGE", "madvise", (4096, 4096, 14), ALLOWED),
     ("mmap anonymous", "mmap", (0, 4096, 3, 0x22, -1 & 0xFFFFFFFF, 0), ALLOWED),
     ("mmap a file, shared", "mmap", (0, 4096, 1, 0x01, 3, 0), ALLOWED),
     ("mmap MAP_HUGETLB", "mmap", (0, 2 << 20, 3, 0x22 | 0x40000, -1 & 0xFFFFFFFF, 0), EPERM),
@@ -284,6 +299,7 @@ SINGLE_PROCESS_DECISIONS = [
     ("fcntl F_GETFL", "fcntl", (3, 3), ALLOWED),
     ("setsockopt SO_SNDBUF", "setsockopt", (3, 1, 7), EPERM),
     ("setsockopt SO_RCVBUFFORCE", "setsockopt", (3, 1, 33), EPERM),
+    ("setsockopt SO_ATTACH_FILTER", "setsockopt", (3, 1, 26), EPERM),
     ("setsockopt SO_REUSEADDR", "setsockopt", (3, 1, 2), ALLOWED),
     ("setsockopt another level, option 7", "setsockopt", (3, 6, 7), ALLOWED),
     ("socket AF_INET still refused", "socket", (2, 1, 0), EPERM),

@@ -1419,6 +1419,115 @@ LOCAL_CASES = [
         ),
         check=lambda r, h: _no_breach_lines(r, h, 5),
     ),
+    # MEDIUM-HIGH (full sandbox). A classic BPF program on a socket (SO_ATTACH_FILTER, on a
+    # Unix socket the filter allows) is kernel memory the run's cgroup does not charge, twice
+    # over (the program and its compiled image): 11 processes x 250 filters held ~140 MiB of
+    # host memory past a 128 MiB limit, the run reported as a normal completion. The compiled
+    # images come out of one host-wide budget (net.core.bpf_jit_limit) that every sandbox's
+    # own seccomp filter needs, so a run with room enough could keep the next ones from
+    # starting. A seccomp filter of the script's own is a BPF program too.
+    Case(
+        "bpf_programs_refused",
+        FAILS(
+            [
+                "import ctypes, platform, socket, struct",
+                "libc = ctypes.CDLL(None, use_errno=True)",
+                "insn = struct.pack('HBBI', 0x06, 0, 0, 0xFFFF)  # BPF_RET | BPF_K: keep all",
+                "code = ctypes.create_string_buffer(insn)",
+                "prog = struct.pack('HL', 1, ctypes.addressof(code))",
+                "a, b = socket.socketpair()",
+                "for name, option in (('SO_ATTACH_FILTER', 26), ('SO_ATTACH_BPF', 50)):",
+                "    try:",
+                "        a.setsockopt(socket.SOL_SOCKET, option, prog)",
+                "        print('BREACH', name, 'attached')",
+                "    except PermissionError:",
+                "        print('SAFE', name)",
+                "    except OSError as exc:",
+                "        print('BREACH', name, 'reached the kernel:', exc)",
+                "fprog = ctypes.create_string_buffer(prog)",
+                "nr = {'x86_64': 317, 'aarch64': 277}[platform.machine()]",
+                "calls = {",
+                "    'seccomp()': lambda: libc.syscall(nr, 1, 0, fprog),",
+                "    'prctl PR_SET_SECCOMP': lambda: libc.prctl(22, 2, fprog, 0, 0),",
+                "}",
+                "for name, call in calls.items():",
+                "    ctypes.set_errno(0)",
+                "    ret = call()",
+                "    err = ctypes.get_errno()",
+                "    print('SAFE' if ret == -1 and err == 1 else 'BREACH', name, ret, err)",
+                "a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)",
+                "print('SAFE other socket options work')",
+            ]
+        ),
+        check=lambda r, h: _no_breach_lines(r, h, 5),
+    ),
+    # MEDIUM (full sandbox). Pages of host files the host has cached cost a run nothing to
+    # hold: mlock() of them (26 processes locked ~200 MiB, the run's peak 23 MiB), or a pipe
+    # that pins them (one-byte splices of host files kept 60 MiB of cache resident, peak
+    # 4 MiB; sendfile() into a pipe splices too). All four are refused; shutil.copy, which
+    # tries sendfile first, falls back to reading and writing.
+    Case(
+        "host_page_cache_not_held",
+        FAILS(
+            [
+                "import ctypes, mmap, os, shutil, sys",
+                "libc = ctypes.CDLL(None, use_errno=True)",
+                "area = mmap.mmap(-1, 4096)",
+                "address = ctypes.addressof(ctypes.c_char.from_buffer(area))",
+                "ctypes.set_errno(0)",
+                "ret = libc.mlock(ctypes.c_void_p(address), ctypes.c_size_t(4096))",
+                "err = ctypes.get_errno()",
+                "print('SAFE' if ret == -1 and err == 1 else 'BREACH', 'mlock', ret, err)",
+                "r, w = os.pipe()",
+                "src = os.open(sys.executable, os.O_RDONLY)",
+                "attempts = {'sendfile into a pipe': lambda: os.sendfile(w, src, 0, 1)}",
+                "if hasattr(os, 'splice'):",
+                "    attempts['splice'] = lambda: os.splice(src, w, 1)",
+                "else:",
+                "    attempts['splice'] = lambda: print('SAFE', 'splice (no os.splice)') or 0",
+                "for name, attempt in attempts.items():",
+                "    try:",
+                "        attempt()",
+                "        if name != 'splice' or hasattr(os, 'splice'):",
+                "            print('BREACH', name, 'went through')",
+                "    except PermissionError:",
+                "        print('SAFE', name)",
+                "shutil.copy(sys.executable, '/tmp/copy')",
+                "copied, original = open('/tmp/copy', 'rb'), open(sys.executable, 'rb')",
+                "same = copied.read(4096) == original.read(4096)",
+                "print('SAFE shutil.copy' if same else 'BREACH shutil.copy broke')",
+            ]
+        ),
+        check=lambda r, h: _no_breach_lines(r, h, 4),
+    ),
+    # LOW-MEDIUM (full sandbox). posix_fadvise(POSIX_FADV_DONTNEED) on a read-only host file
+    # drops the host's cached copy of it: one run emptied the cache of ~135,000 files under
+    # /usr, the interpreters and the package set in 1.5 s (the worker's and the web server's
+    # own Python among them). Advice is answered "done" without reaching the kernel; so is
+    # madvise's paging out (MADV_COLD, MADV_PAGEOUT) of a mapping of a host file.
+    Case(
+        "host_page_cache_not_evicted",
+        FAILS(
+            [
+                "import mmap, os, sys",
+                "path = os.path.join(sys.prefix, 'lib', 'python%d.%d' % sys.version_info[:2],",
+                "                    'pydoc_data', 'topics.py')",
+                "data = open(path, 'rb').read()  # in the host's cache now",
+                "fd = os.open(path, os.O_RDONLY)",
+                "os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)",
+                "print('SAFE fadvise answered')",
+                "area = mmap.mmap(fd, 0, prot=mmap.PROT_READ)",
+                "cold, pageout = getattr(mmap, 'MADV_COLD', 20), getattr(mmap, 'MADV_PAGEOUT', 21)",
+                "for advice in (cold, pageout):",
+                "    area.madvise(advice)",
+                "print('SAFE madvise answered')",
+                "print('PATH', path)",
+            ]
+        ),
+        output_has=("SAFE fadvise answered", "SAFE madvise answered", "PATH "),
+        check=lambda r, h: _host_file_still_cached(r, h),
+        host_checks=True,
+    ),
 ]
 
 
@@ -1490,3 +1599,21 @@ def _host_identity_hidden(result: RunResult, host: HostContext) -> None:
         with open(path) as f:
             secret = f.read().strip()
         assert secret and secret not in result.output, path
+
+
+def _host_file_still_cached(result: RunResult, host: HostContext) -> None:
+    """The file the script read and then advised away is still in the host's page cache
+    (util-linux's fincore, from the host)."""
+    import shutil
+    import subprocess
+
+    path = result.output.split("PATH ")[1].split("\n")[0]
+    if shutil.which("fincore") is None:  # pragma: no cover
+        return
+    found = subprocess.run(
+        ["fincore", "--bytes", "--noheadings", "--output", "RES", path],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert int(found.stdout.strip()) > 0, (path, found.stdout)

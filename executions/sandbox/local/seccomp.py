@@ -17,10 +17,16 @@ take it off. Policy:
   namespace covers); clone() without namespace flags; ioctl() without
   TIOCSTI/TIOCLINUX (typing into a terminal) or TIOCSETD; personality() with Docker's values;
   mmap() and memfd_create() without huge pages (the hugetlb pool is not charged to the run);
-  setrlimit() and prlimit64() of anything but the core-dump limit.
+  setrlimit() and prlimit64() of anything but the core-dump limit; prctl() without
+  PR_SET_PDEATHSIG or PR_SET_SECCOMP; setsockopt() without a socket filter (BPF programs are
+  kernel memory outside the run's limit, from a host-wide budget); madvise() without paging out.
 - fsync(), fdatasync(), sync_file_range() and msync(MS_SYNC) (NO_OP) return 0 without reaching
   the kernel: on the sandbox's tmpfs they do nothing, and on a read-only descriptor of a host
-  file they would flush the host's disk.
+  file they would flush the host's disk. fadvise64() and madvise(MADV_COLD, MADV_PAGEOUT) too:
+  on a host file they would empty the host's page cache.
+- Host memory a run could hold without it counting against its limit is refused: mlock() of
+  pages the host had cached, splice() and its kind (pipes that pin the host's cache), seccomp
+  filters of its own.
 - A syscall from a foreign ABI (i386 `int 0x80` or x32 on x86_64, arm32 on aarch64) fails with
   EPERM too. Nothing is ever killed: a script gets an OSError it can print.
 
@@ -47,14 +53,14 @@ from typing import Any
 ALLOW: tuple[str, ...] = (
     # Memory: the allocator, mmap'd files and ctypes' executable callbacks.
     # mmap and memfd_create: _argument_rules (no huge pages); msync: there too.
-    "brk", "munmap", "mremap", "mprotect", "madvise", "mincore",
-    "mlock", "mlock2", "munlock", "mlockall", "munlockall",  # charged to the memory cgroup
+    # madvise: _argument_rules (no paging out of the host's cache); mlock: in DENY.
+    "brk", "munmap", "mremap", "mprotect", "mincore", "munlock", "munlockall",
     "membarrier", "pkey_alloc", "pkey_free", "pkey_mprotect", "mseal", "map_shadow_stack",
     # Files and directories (the sandbox's mounts decide what is there to reach).
     "read", "write", "readv", "writev", "pread64", "pwrite64", "preadv", "preadv2",
     "pwritev", "pwritev2", "open", "openat", "openat2", "creat", "close", "close_range",
     "lseek", "dup", "dup2", "dup3", "fcntl", "flock",  # fsync and the like: NO_OP
-    "fallocate", "fadvise64", "readahead", "truncate", "ftruncate",
+    "fallocate", "readahead", "truncate", "ftruncate",  # fadvise64: NO_OP
     "stat", "fstat", "lstat", "newfstatat", "statx", "statfs", "fstatfs",
     "access", "faccessat", "faccessat2", "getdents", "getdents64", "getcwd", "chdir", "fchdir",
     "mkdir", "mkdirat", "rmdir", "rename", "renameat", "renameat2", "link", "linkat",
@@ -62,7 +68,7 @@ ALLOW: tuple[str, ...] = (
     "chmod", "fchmod", "fchmodat", "fchmodat2", "chown", "fchown", "lchown", "fchownat",
     "umask", "utime", "utimes", "utimensat", "futimesat",
     "mknod", "mknodat",  # os.mkfifo; device nodes need a capability the sandbox lacks
-    "sendfile", "copy_file_range", "splice", "tee", "vmsplice",  # shutil.copy, os.splice
+    "copy_file_range",  # shutil.copy (sendfile and splice are in DENY; shutil falls back)
     "getxattr", "lgetxattr", "fgetxattr", "listxattr", "llistxattr", "flistxattr",
     "setxattr", "lsetxattr", "fsetxattr", "removexattr", "lremovexattr", "fremovexattr",
     "getxattrat", "listxattrat", "setxattrat", "removexattrat",  # shutil.copystat
@@ -74,7 +80,7 @@ ALLOW: tuple[str, ...] = (
     # Sockets other than socket()/socketpair() themselves (AF_UNIX only: _argument_rules).
     # The network namespace is empty, so these reach Unix sockets in the sandbox only.
     "bind", "connect", "listen", "accept", "accept4", "getsockname", "getpeername",
-    "getsockopt", "setsockopt", "sendto", "recvfrom", "sendmsg", "recvmsg",
+    "getsockopt", "sendto", "recvfrom", "sendmsg", "recvmsg",  # setsockopt: _argument_rules
     "sendmmsg", "recvmmsg", "shutdown",
     # Time and timers (reading clocks only; setting them is in DENY).
     "clock_gettime", "clock_getres", "clock_nanosleep", "nanosleep", "gettimeofday", "time",
@@ -100,8 +106,8 @@ ALLOW: tuple[str, ...] = (
     "setresuid", "setresgid", "setgroups", "setfsuid", "setfsgid", "capget", "capset",
     "getpgid", "setpgid", "getpgrp", "getsid", "setsid",
     "getrlimit", "getrusage", "sysinfo", "uname", "getrandom",  # setrlimit: _argument_rules
-    # Filters a process may add on itself only, never remove.
-    "seccomp", "landlock_create_ruleset", "landlock_add_rule", "landlock_restrict_self",
+    # Rules a process may add on itself only, never remove (seccomp filters: in DENY).
+    "landlock_create_ruleset", "landlock_add_rule", "landlock_restrict_self",
     "cachestat",
 )  # fmt: skip
 
@@ -130,6 +136,15 @@ DENY: tuple[str, ...] = (
     # The clock. adjtimex's read-only mode cannot be told from its writes (the mode is in a
     # struct seccomp cannot read), and no standard library module reads it.
     "clock_settime", "settimeofday", "adjtimex", "clock_adjtime",
+    # Host memory outside the run's limit. Pages of host files that the host has cached cost
+    # the run nothing when it locks them (200 MiB locked by a run that peaked at 23 MiB) or
+    # holds them in pipes (splice, tee and vmsplice, and sendfile, which splices into a pipe:
+    # one-byte splices of host files kept 60 MiB of cache resident, peak 4 MiB). A BPF
+    # program (a seccomp filter, prctl's PR_SET_SECCOMP included) is kernel memory the cgroup
+    # does not charge, and its compiled image comes out of one host-wide budget
+    # (net.core.bpf_jit_limit) that every sandbox's own filter needs: a run that used it up
+    # would leave the next sandboxes unable to start. Socket filters: _argument_rules.
+    "mlock", "mlock2", "mlockall", "splice", "tee", "vmsplice", "sendfile", "seccomp",
     # NUMA placement of memory.
     "set_mempolicy", "get_mempolicy", "set_mempolicy_home_node", "mbind", "move_pages",
     "migrate_pages",
@@ -140,13 +155,23 @@ DENY: tuple[str, ...] = (
 # descriptor of a file under /usr: fsync() of such a file still makes ext4 flush the disk's
 # write cache, and a loop of them cut the host's fsync rate (the database's commits) to a third.
 # Refused instead, sqlite3 on /tmp would fail with "disk I/O error". msync: _argument_rules.
-NO_OP: tuple[str, ...] = ("fsync", "fdatasync", "sync_file_range")
+# fadvise64 too: it is advice, and POSIX_FADV_DONTNEED on a host file drops the host's cached
+# copy (one run emptied the cache of 135,000 files under /usr in 1.5 s); madvise's paging out
+# likewise (_argument_rules).
+NO_OP: tuple[str, ...] = ("fsync", "fdatasync", "sync_file_range", "fadvise64")
 
 AF_UNIX = 1
 # CLONE_NEWNS | NEWCGROUP | NEWUTS | NEWIPC | NEWUSER | NEWPID | NEWNET (Docker's mask).
 # CLONE_NEWTIME (0x80) is only meaningful to clone3 and unshare, both refused.
 NAMESPACE_FLAGS = 0x7E020000
 PR_SET_PDEATHSIG = 1
+PR_SET_SECCOMP = 22  # a seccomp filter through prctl: in DENY's reasons
+REFUSED_PRCTLS = (PR_SET_PDEATHSIG, PR_SET_SECCOMP)
+SOL_SOCKET = 1  # the same number on x86_64 and aarch64 (asm-generic)
+# SO_ATTACH_FILTER, SO_ATTACH_BPF, SO_ATTACH_REUSEPORT_CBPF, SO_ATTACH_REUSEPORT_EBPF: a BPF
+# program on a socket (see DENY's reasons for BPF programs).
+SOCKET_FILTER_OPTIONS = (26, 50, 51, 52)
+MADV_COLD, MADV_PAGEOUT = 20, 21  # on a mapping of a host file: the host's cache goes
 TIOCSTI = 0x5412  # push a byte into a terminal's input: the caller's shell, if it has one
 TIOCLINUX = 0x541C  # the same through the Linux console
 TIOCSETD = 0x5423  # a line discipline (n_gsm, n_hdlc: a record of kernel bugs) on a /dev/ptmx pty
@@ -235,12 +260,20 @@ def _argument_rules(seccomp: Any) -> list[tuple[str, int, tuple]]:
         rules.append(("ioctl", eperm, (low_32(1, LOW_32, command),)))
     for mask, value in outside(REFUSED_IOCTLS):
         rules.append(("ioctl", allow, (low_32(1, mask, value),)))
-    # prctl: all but PR_SET_PDEATHSIG. Without a cgroup to kill, a run ends when bubblewrap's
-    # init dies with its parent; a script that got code into that init (same uid, through
-    # /proc/1/mem) could otherwise clear its parent-death signal and outlive the run.
-    rules.append(("prctl", eperm, (low_32(0, LOW_32, PR_SET_PDEATHSIG),)))
-    for mask, value in outside((PR_SET_PDEATHSIG,)):
+    # prctl: all but PR_SET_PDEATHSIG and PR_SET_SECCOMP. Without a cgroup to kill, a run ends
+    # when bubblewrap's init dies with its parent; a script that got code into that init (same
+    # uid, through /proc/1/mem) could otherwise clear its parent-death signal and outlive the
+    # run. PR_SET_SECCOMP: a BPF program, as seccomp() (DENY).
+    for option in REFUSED_PRCTLS:
+        rules.append(("prctl", eperm, (low_32(0, LOW_32, option),)))
+    for mask, value in outside(REFUSED_PRCTLS):
         rules.append(("prctl", allow, (low_32(0, mask, value),)))
+    # madvise: all but paging out (MADV_COLD, MADV_PAGEOUT), answered "done" as NO_OP.
+    for advice in (MADV_COLD, MADV_PAGEOUT):
+        rules.append(("madvise", seccomp.ERRNO(0), (low_32(2, LOW_32, advice),)))
+    for mask, value in outside((MADV_COLD, MADV_PAGEOUT)):
+        rules.append(("madvise", allow, (low_32(2, mask, value),)))
+    rules += _setsockopt_rules(seccomp, SOCKET_FILTER_OPTIONS)
     # Memory: anything but huge pages (MAP_HUGETLB, MFD_HUGETLB).
     for name, arg, flag in (("mmap", 3, MAP_HUGETLB), ("memfd_create", 1, MFD_HUGETLB)):
         rules.append((name, eperm, (low_32(arg, flag, flag),)))
@@ -276,6 +309,25 @@ SOCKET_BUFFER_OPTIONS = (7, 8, 32, 33)  # SO_SNDBUF, SO_RCVBUF, SO_SNDBUFFORCE, 
 CLONE_THREAD = 0x10000
 
 
+def _setsockopt_rules(seccomp: Any, refused: tuple[int, ...]) -> list[tuple[str, int, tuple]]:
+    """setsockopt(fd, SOL_SOCKET, option): the refused options EPERM; every other option at
+    SOL_SOCKET, and any option at another level, allowed. No two rules match one call."""
+    allow, eperm = seccomp.ALLOW, seccomp.ERRNO(errno.EPERM)
+
+    def low_32(arg: int, mask: int, value: int) -> Any:
+        return seccomp.Arg(arg, seccomp.MASKED_EQ, mask, value)
+
+    level = low_32(1, LOW_32, SOL_SOCKET)
+    rules: list[tuple[str, int, tuple]] = []
+    for option in refused:
+        rules.append(("setsockopt", eperm, (level, low_32(2, LOW_32, option))))
+    for mask, value in outside(refused):
+        rules.append(("setsockopt", allow, (level, low_32(2, mask, value))))
+    for mask, value in outside((SOL_SOCKET,)):
+        rules.append(("setsockopt", allow, (low_32(1, mask, value),)))
+    return rules
+
+
 def _single_process_rules(seccomp: Any) -> list[tuple[str, int, tuple]]:
     """Replacements for the rules of clone, fcntl and setsockopt in the single-process filter."""
     allow, eperm = seccomp.ALLOW, seccomp.ERRNO(errno.EPERM)
@@ -293,14 +345,8 @@ def _single_process_rules(seccomp: Any) -> list[tuple[str, int, tuple]]:
     rules.append(("fcntl", eperm, (low_32(1, LOW_32, F_SETPIPE_SZ),)))
     for mask, value in outside((F_SETPIPE_SZ,)):
         rules.append(("fcntl", allow, (low_32(1, mask, value),)))
-    # setsockopt(fd, SOL_SOCKET=1, option): the buffer sizes refused, all else allowed (other
-    # options at any level, and any option at other levels).
-    for option in SOCKET_BUFFER_OPTIONS:
-        rules.append(("setsockopt", eperm, (low_32(1, LOW_32, 1), low_32(2, LOW_32, option))))
-    for mask, value in outside(SOCKET_BUFFER_OPTIONS):
-        rules.append(("setsockopt", allow, (low_32(2, mask, value),)))
-    for mask, value in outside((1,)):
-        rules.append(("setsockopt", allow, (low_32(1, mask, value),)))
+    # setsockopt: the socket filters refused as always, and the buffer sizes too.
+    rules += _setsockopt_rules(seccomp, SOCKET_FILTER_OPTIONS + SOCKET_BUFFER_OPTIONS)
     return rules
 
 
