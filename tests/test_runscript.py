@@ -110,3 +110,19 @@ def test_bench_sandbox_prints_figures_and_a_verdict():
     text = out.getvalue()
     assert "median" in text and "p95" in text
     assert "PASS" in text or "FAIL" in text
+
+
+def test_runscript_shows_what_the_script_printed_as_text_not_as_terminal_commands(tmp_path):
+    """A script that clears the operator's screen and draws a report of its own (then hides
+    the rest) is shown as the escape codes it printed, beside the real verdict."""
+    path = tmp_path / "fake.py"
+    path.write_text(
+        "import os, signal, sys\n"
+        "sys.stdout.write('\\x1b[H\\x1b[2JStatus:     completed\\nall tests passed\\n\\x1b[8m')\n"
+        "sys.stdout.flush()\n"
+        "os.kill(os.getpid(), signal.SIGSEGV)\n"
+    )
+    text = run_command(path, "--backend", "local")
+    assert "\x1b" not in text
+    assert "\\x1b[H\\x1b[2JStatus:     completed\nall tests passed\n\\x1b[8m" in text
+    assert "Exit code:  139" in text

@@ -1,6 +1,7 @@
 """Run one script file through a sandbox backend and print the result (no database needed)."""
 
 import json
+import re
 import threading
 from pathlib import Path
 
@@ -10,6 +11,11 @@ from django.core.management.base import BaseCommand, CommandError
 from executions import limits, runtimes
 from executions.sandbox import get_backend
 from executions.sandbox.contract import RunSpec
+
+# What the script printed reaches the operator's terminal as text: escape sequences and other
+# controls (all but newline and tab) are shown as \xNN, or a script could clear the screen and
+# draw a report of its own over the real one.
+TERMINAL_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 class Command(BaseCommand):
@@ -89,4 +95,5 @@ class Command(BaseCommand):
         ):
             w(f"--- {title}{' (truncated)' if cut else ''} ---")
             if text:
+                text = TERMINAL_CONTROLS.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
                 w(text, ending="" if text.endswith("\n") else "\n")
