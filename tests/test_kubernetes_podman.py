@@ -276,6 +276,8 @@ NOT_IN_A_POD = {
     " kernel counts nowhere (the local sandbox reads its pids cgroup's events; a pod's pids"
     " cgroup has the kubelet's podPidsLimit, not the run's limit), so the result cannot say"
     " that a fork was refused",
+    "forged_process_limit_verdict_by_self_kill": "as forged_process_limit_verdict: a pod's"
+    " result cannot say that a fork was refused (its verdict, not stopped, holds there too)",
     "read_etc_shadow": "/etc/passwd and /etc/hostname in a pod are the image's and the pod's own"
     " files, not the host's",
     "host_configuration_under_usr_covered": "/usr in a pod is the image's own, not the host's",

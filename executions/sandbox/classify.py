@@ -70,7 +70,10 @@ def classify(facts: Facts, limits: Limits) -> Verdict:
         return Verdict(
             TIMEOUT, TIMEOUT, f"Stopped: used more than {limits.cpu_time_s:g} s of CPU time."
         )
-    if facts.process_limit_hit and stopped:
+    # The platform never stops a run at the process limit (a fork is refused, the run goes
+    # on): a fork bomb is stopped by its wall clock, and named by the limit that held it. A
+    # SIGKILL without a timeout (or an OOM kill) is the script's own.
+    if facts.process_limit_hit and facts.wall_timeout:
         return Verdict(
             FAILED,
             PROCESS_LIMIT,

@@ -1101,6 +1101,37 @@ CASES = [
         output_has=("result = 42",),
         check=lambda r, h: _not_stopped(r, h),
     ),
+    # LOW (full sandbox, red team). The same, ended by the script's own SIGKILL rather than an
+    # exit code: exit 137 read as "the platform stopped it", though the platform never stops
+    # a run at the process limit (forks are refused; the run goes on). Only its wall clock,
+    # its CPU or its memory stop it.
+    Case(
+        "forged_process_limit_verdict_by_self_kill",
+        FAILS(
+            [
+                "import os, signal, time",
+                "print('result = 42', flush=True)",
+                "kids = []",
+                "try:",
+                "    while True:",
+                "        pid = os.fork()",
+                "        if pid == 0:",
+                "            time.sleep(30)",
+                "            os._exit(0)",
+                "        kids.append(pid)",
+                "except OSError:",
+                "    pass",
+                "for k in kids:",
+                "    os.kill(k, 9)",
+                "    os.waitpid(k, 0)",
+                "os.kill(os.getpid(), signal.SIGKILL)",
+            ]
+        ),
+        status=("completed",),
+        error_type=("script_error",),
+        output_has=("result = 42",),
+        check=lambda r, h: _not_stopped(r, h),
+    ),
     # LOW (full sandbox). The interpreter's own site-packages is bound in with its prefix: -S
     # keeps it off sys.path, but one sys.path.append imports pip (and whatever else the host
     # installed there), and the directory listing shows the host's .pth files.
