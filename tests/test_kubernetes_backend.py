@@ -123,6 +123,57 @@ def test_the_output_cap_stops_the_script(cluster, kubelet):
     assert result.output.startswith("x" * 1000)
 
 
+class Watcher:
+    """Events that note what was passed on, and when."""
+
+    def __init__(self):
+        self.seen: list[tuple[float, str, str]] = []
+
+    def output(self, stream, text):
+        self.seen.append((time.monotonic(), stream, text))
+
+    def poll(self):
+        return None
+
+
+def test_output_is_passed_on_while_the_pod_runs(cluster, kubelet, monkeypatch):
+    """The pod's log is followed (the same get on pods/log): the first line reaches the
+    watchers while the script still sleeps, and the result still comes from the log read at
+    the end."""
+    ended = []
+    terminated = Kubelet.terminated
+
+    def note_the_end(self, pod, *args, **kwargs):
+        ended.append(time.monotonic())
+        return terminated(self, pod, *args, **kwargs)
+
+    monkeypatch.setattr(Kubelet, "terminated", note_the_end)
+    kubelet(run_wrapper)
+    watcher = Watcher()
+    script = "import sys, time\nprint('first')\ntime.sleep(1.5)\nprint('oops', file=sys.stderr)\n"
+    result = backend_for(cluster).run(spec(script), threading.Event(), watcher)
+    assert (result.status, result.output, result.errors) == ("completed", "first\n", "oops\n")
+    first = next(t for t, stream, text in watcher.seen if stream == "stdout" and "first" in text)
+    assert ended and first < ended[0] - 0.5, (watcher.seen, ended)
+    assert "".join(t for _, s, t in watcher.seen if s == "stdout") == "first\n"
+    follows = [r for r in cluster.server.log_requests if r.get("follow") == "true"]
+    assert len(follows) == 1 and "limitBytes" not in follows[0]
+    assert_nothing_left(cluster)
+
+
+def test_what_is_passed_on_live_is_held_to_the_output_cap(cluster, kubelet):
+    kubelet(run_wrapper)
+    watcher = Watcher()
+    script = (
+        "import time\nfor _ in range(4):\n    print('é' * 99)\ntime.sleep(1.5)\n"
+        "for _ in range(50):\n    print('é' * 99)\n"
+    )
+    result = backend_for(cluster).run(spec(script, output_bytes=1000), threading.Event(), watcher)
+    shown = "".join(text for _, _, text in watcher.seen)
+    assert len(shown.encode()) <= 1000 and shown.startswith("é" * 99)
+    assert (result.status, result.error_type) == ("failed", "output_limit")
+
+
 def test_the_cpu_limit_is_a_timeout(cluster, kubelet):
     kubelet(run_wrapper)
     result = run(backend_for(cluster), spec("print('spin')\nwhile True: pass\n", cpu_time_s=1))

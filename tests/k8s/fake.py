@@ -52,6 +52,7 @@ class Apiserver(kmock.KubernetesEmulator):
         self.faults: list[Fault] = []
         self.logs: dict[str, bytes] = {}
         self.log_requests: list[dict] = []
+        self.logs_ended: set[str] = set()  # pods whose container ended: a followed log ends
 
     def _fault(self, request):
         action = request.action.value if request.action else ""
@@ -85,6 +86,8 @@ class Apiserver(kmock.KubernetesEmulator):
             )
         if request.subresource == "log":
             self.log_requests.append(dict(request.params))
+            if request.params.get("follow") == "true":
+                return await self._follow_log(request)
             data = self.logs.get(request.name, b"")
             if "limitBytes" in request.params:
                 data = data[: int(request.params["limitBytes"])]
@@ -102,6 +105,26 @@ class Apiserver(kmock.KubernetesEmulator):
             if request.action in (kmock.action.CREATE, kmock.action.UPDATE):
                 meta["resourceVersion"] = str(next(self.versions))
         return await super()._handle(request)
+
+    async def _follow_log(self, request):
+        """A followed log, as a kubelet serves it: what is there, then more as it is written,
+        until the container ends (or 30 s pass)."""
+        from aiohttp import web
+
+        response = web.StreamResponse(status=200, headers={"Content-Type": "text/plain"})
+        await response.prepare(request._raw_request)
+        sent, deadline = 0, time.monotonic() + 30
+        while time.monotonic() < deadline:
+            ended = request.name in self.logs_ended
+            data = self.logs.get(request.name, b"")
+            if len(data) > sent:
+                await response.write(data[sent:])
+                sent = len(data)
+            if ended:
+                break
+            await asyncio.sleep(0.02)
+        await response.write_eof()
+        return response
 
     async def _watch_gone(self, request):
         from aiohttp import web
@@ -265,6 +288,7 @@ class Kubelet:
         )
 
     def terminated(self, pod: dict, exit_code: int, reason: str = "", phase: str = ""):
+        self.cluster.server.logs_ended.add(pod["metadata"]["name"])
         phase = phase or ("Succeeded" if exit_code == 0 else "Failed")
         self.status(
             pod,
@@ -327,7 +351,13 @@ def run_wrapper(kubelet: Kubelet, pod: dict):
             stdout=subprocess.PIPE,
         )
         chunks = []
-        reader = threading.Thread(target=lambda: chunks.append(proc.stdout.read()), daemon=True)
+
+        def read() -> None:  # the pod's log grows as the wrapper writes, as a kubelet's does
+            while data := proc.stdout.read1(65536):
+                chunks.append(data)
+                kubelet.set_log(pod, b"".join(chunks))
+
+        reader = threading.Thread(target=read, daemon=True)
         reader.start()
         while proc.poll() is None:
             if not kubelet.exists(pod):  # deleted (cancelled): the container is killed

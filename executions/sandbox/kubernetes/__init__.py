@@ -2,8 +2,9 @@
 
 Per run: create the Pod, then a ConfigMap owned by it holding the script, its stdin and the
 in-pod wrapper (wrapper.py); watch the Pod (list, then watch from that resourceVersion,
-resuming after 410 Gone or a dropped stream) to a terminal state; read its log with a byte cap;
-parse the wrapper's envelope; delete the Pod and ConfigMap whatever happened.
+resuming after 410 Gone or a dropped stream) to a terminal state, following its log meanwhile
+for live output (live.py); read its log with a byte cap; parse the wrapper's envelope; delete
+the Pod and ConfigMap whatever happened.
 
 Why the Pod comes first: the ConfigMap's ownerReference needs the Pod's uid, so a ConfigMap
 can never outlive its Pod even if this worker dies between the two calls (the garbage collector
@@ -34,7 +35,16 @@ from kubernetes import config as kube_config
 from kubernetes.client.rest import ApiException
 
 from executions.sandbox.classify import result as classified
-from executions.sandbox.contract import INPUTS_DIR, Backend, Events, Facts, RunResult, RunSpec
+from executions.sandbox.contract import (
+    INPUTS_DIR,
+    Backend,
+    Events,
+    Facts,
+    NoEvents,
+    RunResult,
+    RunSpec,
+)
+from executions.sandbox.kubernetes.live import LogFollower
 
 log = logging.getLogger(__name__)
 
@@ -459,7 +469,8 @@ class KubernetesBackend(Backend):
     def run(
         self, spec: RunSpec, cancel: threading.Event, events: Events | None = None
     ) -> RunResult:
-        # Output comes from the log once the pod has ended (no live output from pods yet).
+        # The result comes from the log once the pod has ended; while it runs, its log is
+        # followed for live output (live.py).
         nonce = secrets.token_hex(16)
         pod, config_map = self.manifests(spec, nonce=nonce)
         name = pod["metadata"]["name"]
@@ -498,7 +509,7 @@ class KubernetesBackend(Backend):
                 return system_error(
                     spec, describe_api_error(exc, "creating the script's ConfigMap"), extra=extra
                 )
-            return self._follow(spec, name, nonce, cancel, extra)
+            return self._follow(spec, name, nonce, cancel, extra, events or NoEvents())
         except Stop as stop:
             return stop.result
         except Exception as exc:  # never raise for the platform's failures
@@ -519,44 +530,67 @@ class KubernetesBackend(Backend):
                 log.warning("could not delete %s %s: %s", method, name, exc)
 
     def _follow(
-        self, spec: RunSpec, name: str, nonce: str, cancel: threading.Event, extra: dict
+        self,
+        spec: RunSpec,
+        name: str,
+        nonce: str,
+        cancel: threading.Event,
+        extra: dict,
+        events: Events,
     ) -> RunResult:
         started = time.monotonic()
         start_deadline = started + self.start_timeout_s
         run_deadline = None
         running_at = None
         last_pod = None
-        for pod in self._watch(spec, name, cancel):
-            last_pod = pod
-            now = time.monotonic()
-            if pod is not None:
-                state = self._state(pod)
-                if state == "running" and running_at is None:
-                    running_at = now
-                    extra["start_seconds"] = round(now - started, 3)
-                    run_deadline = now + spec.limits.wall_time_s + RUN_GRACE_S
-                if state == "terminal":
-                    if running_at is None:
+        follower: LogFollower | None = None
+        try:
+            for pod in self._watch(spec, name, cancel):
+                last_pod = pod
+                now = time.monotonic()
+                if pod is not None:
+                    state = self._state(pod)
+                    if state == "running" and running_at is None:
+                        running_at = now
                         extra["start_seconds"] = round(now - started, 3)
-                    return self._finish(spec, name, nonce, pod, extra)
-                problem = self._start_problem(pod)
-                if problem:
-                    return system_error(spec, problem, extra=extra)
-            if cancel.is_set():
-                self._delete(name)
-                return classified(spec, Facts(started=True, cancelled=True, extra=extra), self.name)
-            if running_at is None and now > start_deadline:
-                waiting = self._waiting_reason(last_pod) if last_pod else ""
-                return system_error(
-                    spec,
-                    f"The sandbox did not start within {self.start_timeout_s:g} s"
-                    + (f" ({waiting})." if waiting else "."),
-                    extra=extra,
-                )
-            if run_deadline is not None and now > run_deadline:
-                result = self._finish(spec, name, nonce, last_pod, extra, timed_out=True)
-                return result
-        raise AssertionError("unreachable")  # pragma: no cover
+                        run_deadline = now + spec.limits.wall_time_s + RUN_GRACE_S
+                        if not isinstance(events, NoEvents):  # someone may be watching
+                            follower = LogFollower(
+                                self.api,
+                                self.namespace,
+                                name,
+                                nonce,
+                                spec.limits.output_bytes,
+                                spec.limits.wall_time_s + RUN_GRACE_S,
+                            ).start()
+                    if state == "terminal":
+                        if running_at is None:
+                            extra["start_seconds"] = round(now - started, 3)
+                        return self._finish(spec, name, nonce, pod, extra)
+                    problem = self._start_problem(pod)
+                    if problem:
+                        return system_error(spec, problem, extra=extra)
+                if follower is not None:
+                    follower.pass_on(events)
+                events.poll()  # lets the watchers' view catch up (pods take no input)
+                if cancel.is_set():
+                    self._delete(name)
+                    cancelled = Facts(started=True, cancelled=True, extra=extra)
+                    return classified(spec, cancelled, self.name)
+                if running_at is None and now > start_deadline:
+                    waiting = self._waiting_reason(last_pod) if last_pod else ""
+                    return system_error(
+                        spec,
+                        f"The sandbox did not start within {self.start_timeout_s:g} s"
+                        + (f" ({waiting})." if waiting else "."),
+                        extra=extra,
+                    )
+                if run_deadline is not None and now > run_deadline:
+                    return self._finish(spec, name, nonce, last_pod, extra, timed_out=True)
+            raise AssertionError("unreachable")  # pragma: no cover
+        finally:
+            if follower is not None:
+                follower.stop()
 
     def _watch(self, spec: RunSpec, name: str, cancel: threading.Event) -> Iterator[dict | None]:
         """Yield the pod each time it changes, and None at least every second (list + watch).
