@@ -262,17 +262,17 @@ def read_row(pk: int) -> Execution | None:
     return Execution.objects.with_file_flags().filter(pk=pk).first()
 
 
-async def wait_for(execution: Execution, fresh: bool = False) -> Execution:
+async def wait_for(execution: Execution) -> Execution:
     """Hold until the run ends, without holding a thread: at most its wall time +
     WAIT_MARGIN_S queued, and as long again once it starts. Woken by the trigger's NOTIFY on
     PostgreSQL and by the write-ahead log's inotify event on SQLite (notify.py); the row is
-    read by primary key when woken, and now and then regardless."""
+    read by primary key first and when woken, and now and then regardless. Listening starts
+    before the first look, so a run that ends at any moment wakes it."""
     budget = execution.run_limits.wall_time_s + settings.WAIT_MARGIN_S
     deadline = time.monotonic() + budget
-    row, key = execution, str(execution.execution_id)
-    look = not fresh  # a run queued a moment ago cannot have ended yet
-    while True:
-        if look:
+    row = execution
+    with notify.waiters.watching(str(execution.execution_id)) as wake:
+        while True:
             seen = await read_row(execution.pk)
             if seen is None:  # deleted meanwhile (by an operator)
                 raise exceptions.NotFound("This execution was deleted.")
@@ -281,11 +281,10 @@ async def wait_for(execution: Execution, fresh: bool = False) -> Execution:
             row = seen
             if row.status not in ACTIVE:
                 return row
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return row
-        await notify.waiters.wake_or_timeout(key, remaining)
-        look = True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return row
+            await wake.wait(remaining)
 
 
 def accepted(execution: Execution, request: Request) -> Response:
@@ -451,17 +450,15 @@ def execute_now(request: Request) -> Response:
             return key_reused(key, earlier)
         if not wait:
             return full(earlier, request, headers={"Idempotent-Replayed": "true"})
-        execution, fresh = earlier, False
+        execution = earlier
     elif not wait:
         return accepted(execution, request)
-    else:
-        fresh = True  # just queued: nothing to look at yet
     slot, refusal = take_wait_slot(request)
     if refusal:
         return too_many(refusal)
     # The wait itself is the async view's (execute below), in no thread: hand it over.
     response = accepted(execution, request)
-    response.integr8s_wait = Waiting(execution, fresh, earlier is not None, slot)  # type: ignore[attr-defined]  # a note for execute()
+    response.integr8s_wait = Waiting(execution, earlier is not None, slot)  # type: ignore[attr-defined]  # a note for execute()
     return response
 
 
@@ -474,7 +471,6 @@ def shown_as(view: Any, drf_view: Any) -> None:
 
 class Waiting(NamedTuple):
     execution: Execution
-    fresh: bool
     replayed: bool
     slot: str
 
@@ -488,7 +484,7 @@ async def execute(request: HttpRequest) -> HttpResponse:
     if waiting is None:
         return response
     try:
-        execution = await wait_for(waiting.execution, fresh=waiting.fresh)
+        execution = await wait_for(waiting.execution)
     except exceptions.NotFound as exc:
         return JsonResponse({"detail": str(exc.detail)}, status=status.HTTP_404_NOT_FOUND)
     finally:
@@ -692,31 +688,36 @@ async def event_stream(
 
 
 async def _events(request: HttpRequest, execution: Execution, after: int) -> AsyncIterator[str]:
-    key, last_status, quiet_since = str(execution.execution_id), "", time.monotonic()
-    while True:
-        row, chunks = await look(execution.pk, after)
-        if row is None:
-            yield sse("end", {"detail": "This execution was deleted."})
-            return
-        if row.status != last_status and row.status in ACTIVE:
-            last_status = row.status
-            yield sse("status", {"status": row.status})
-        for chunk in chunks:
-            after = chunk.seq
-            text = runtimes.neutral_paths(chunk.text) if chunk.stream == "stderr" else chunk.text
-            data = {"stream": chunk.stream, "text": text, "seq": chunk.seq}
-            yield sse("output", data, chunk.seq)
-        if row.status not in ACTIVE:
-            result = await sync_to_async(serialized)(row, request)
-            yield sse("status", {"status": row.status})
-            yield sse("end", result)
-            return
-        if chunks:
-            quiet_since = time.monotonic()
-        elif time.monotonic() - quiet_since > EVENTS_KEEPALIVE_S:
-            quiet_since = time.monotonic()
-            yield ": still running\n\n"  # a comment: keeps proxies from timing the stream out
-        await notify.waiters.wake_or_timeout(key, EVENTS_TICK_S)
+    last_status, quiet_since = "", time.monotonic()
+    # Listening from before the first look: output or an end announced between two looks
+    # wakes the next wait at once.
+    with notify.waiters.watching(str(execution.execution_id)) as wake:
+        while True:
+            row, chunks = await look(execution.pk, after)
+            if row is None:
+                yield sse("end", {"detail": "This execution was deleted."})
+                return
+            if row.status != last_status and row.status in ACTIVE:
+                last_status = row.status
+                yield sse("status", {"status": row.status})
+            for chunk in chunks:
+                after = chunk.seq
+                text = chunk.text
+                if chunk.stream == "stderr":
+                    text = runtimes.neutral_paths(text)
+                data = {"stream": chunk.stream, "text": text, "seq": chunk.seq}
+                yield sse("output", data, chunk.seq)
+            if row.status not in ACTIVE:
+                result = await sync_to_async(serialized)(row, request)
+                yield sse("status", {"status": row.status})
+                yield sse("end", result)
+                return
+            if chunks:
+                quiet_since = time.monotonic()
+            elif time.monotonic() - quiet_since > EVENTS_KEEPALIVE_S:
+                quiet_since = time.monotonic()
+                yield ": still running\n\n"  # a comment: keeps proxies from timing the stream out
+            await wake.wait(EVENTS_TICK_S)
 
 
 @extend_schema(

@@ -19,7 +19,7 @@ import select
 import struct
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from django.db import connection
@@ -190,22 +190,18 @@ class Waiters:
         if self.listener is None:
             self.listener = Listener(FINISHED, self._wake).start()
 
-    async def wake_or_timeout(self, key: str, timeout: float) -> None:
-        """Wait, without holding a thread, until key's execution is announced (finished, on
-        PostgreSQL; any commit, on SQLite) or timeout (at most RECHECK_S) passes; the caller
-        then looks at the row. Without wake-ups, a plain short sleep."""
-        timeout = max(0.0, min(timeout, RECHECK_S))
-        if not supported():
-            await asyncio.sleep(min(timeout, 0.02))
-            return
+    @contextlib.contextmanager
+    def watching(self, key: str) -> "Iterator[_Wake]":
+        """Listen for key's execution for as long as the block runs, from before its first
+        look at the row: an announcement that comes between a look and the next wait is kept,
+        not lost (it was, and the waiter slept until its next re-check: wait=true's p95 was
+        550 ms on SQLite, against a 53 ms median)."""
         wake = _Wake(asyncio.get_running_loop())
         with self.lock:
             self._listen()
             self.events.setdefault(key, set()).add(wake)
         try:
-            await asyncio.wait_for(wake.future, timeout)
-        except TimeoutError:
-            pass
+            yield wake
         finally:
             with self.lock:
                 self.events[key].discard(wake)
@@ -274,6 +270,20 @@ class _Wake:
 
         with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
             self.loop.call_soon_threadsafe(resolve)
+
+    async def wait(self, timeout: float) -> None:
+        """Until an announcement since the last wait (kept if it came before this call), or
+        timeout (at most RECHECK_S) passes; the caller then looks at the row. Without
+        wake-ups, a plain short sleep."""
+        timeout = max(0.0, min(timeout, RECHECK_S))
+        if not supported():
+            await asyncio.sleep(min(timeout, 0.02))
+            return
+        if not self.future.done():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self.future), timeout)
+        if self.future.done():
+            self.future = self.loop.create_future()  # the next wait waits for the next one
 
 
 waiters = Waiters()

@@ -558,10 +558,10 @@ def test_the_api_root_is_a_json_404(client):
 def test_an_execution_deleted_during_a_wait_is_a_404(client, monkeypatch):
     from executions import notify
 
-    async def delete_while_waiting(key, timeout):
+    async def delete_while_waiting(wake, timeout):
         await Execution.objects.all().adelete()  # an operator deletes it meanwhile
 
-    monkeypatch.setattr(notify.waiters, "wake_or_timeout", delete_while_waiting)
+    monkeypatch.setattr(notify._Wake, "wait", delete_while_waiting)
     r = client.post(EXECUTE + "?wait=1", {"script": "print(1)"}, format="json")
     assert r.status_code == 404
     assert "deleted" in r.json()["detail"]
