@@ -104,6 +104,26 @@ def _quick(result: RunResult, host: HostContext) -> None:
 
 FAILS = "\n".join  # readability helper for multi-line scripts
 
+# Fork until the process limit refuses, then end those children: a limit met by a part of the
+# run, which the forged-verdict cases then end in their own ways.
+FILL_THE_PROCESS_LIMIT = [
+    "import os, signal, sys, time",
+    "print('result = 42', flush=True)",
+    "kids = []",
+    "try:",
+    "    while True:",
+    "        pid = os.fork()",
+    "        if pid == 0:",
+    "            time.sleep(30)",
+    "            os._exit(0)",
+    "        kids.append(pid)",
+    "except OSError:",
+    "    pass",
+    "for k in kids:",
+    "    os.kill(k, 9)",
+    "    os.waitpid(k, 0)",
+]
+
 PACKAGE_SET_WRITES = """
 import os
 site = "/opt/integr8s/site"
@@ -1076,26 +1096,7 @@ CASES = [
     # children, exit 3: reported "Stopped: tried to run more than 64 processes ...".
     Case(
         "forged_process_limit_verdict",
-        FAILS(
-            [
-                "import os, sys, time",
-                "print('result = 42', flush=True)",
-                "kids = []",
-                "try:",
-                "    while True:",
-                "        pid = os.fork()",
-                "        if pid == 0:",
-                "            time.sleep(30)",
-                "            os._exit(0)",
-                "        kids.append(pid)",
-                "except OSError:",
-                "    pass",
-                "for k in kids:",
-                "    os.kill(k, 9)",
-                "    os.waitpid(k, 0)",
-                "sys.exit(3)",
-            ]
-        ),
+        FAILS([*FILL_THE_PROCESS_LIMIT, "sys.exit(3)"]),
         status=("completed",),
         error_type=("script_error",),
         output_has=("result = 42",),
@@ -1107,26 +1108,7 @@ CASES = [
     # its CPU or its memory stop it.
     Case(
         "forged_process_limit_verdict_by_self_kill",
-        FAILS(
-            [
-                "import os, signal, time",
-                "print('result = 42', flush=True)",
-                "kids = []",
-                "try:",
-                "    while True:",
-                "        pid = os.fork()",
-                "        if pid == 0:",
-                "            time.sleep(30)",
-                "            os._exit(0)",
-                "        kids.append(pid)",
-                "except OSError:",
-                "    pass",
-                "for k in kids:",
-                "    os.kill(k, 9)",
-                "    os.waitpid(k, 0)",
-                "os.kill(os.getpid(), signal.SIGKILL)",
-            ]
-        ),
+        FAILS([*FILL_THE_PROCESS_LIMIT, "os.kill(os.getpid(), signal.SIGKILL)"]),
         status=("completed",),
         error_type=("script_error",),
         output_has=("result = 42",),
