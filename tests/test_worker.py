@@ -464,3 +464,35 @@ def test_the_worker_records_what_each_run_used():
     submit("print(1)")
     call_command("runworker", once=True, stdout=StringIO())
     assert (count(metrics.RUN_CPU), count(metrics.RUN_MEMORY)) == (before[0] + 1, before[1] + 1)
+
+
+@pytest.mark.django_db
+def test_the_worker_deletes_expired_sessions_and_keeps_live_ones():
+    """An anonymous caller that sends no cookie back is given a session with each run; Django
+    never deletes expired ones itself, so the worker does (hourly)."""
+    from django.contrib.sessions.backends.db import SessionStore
+    from django.contrib.sessions.models import Session
+
+    from executions.management.commands.runworker import Command
+
+    live, old = SessionStore(), SessionStore()
+    live["token"], old["token"] = "live", "old"
+    live.create()
+    old.create()
+    Session.objects.filter(session_key=old.session_key).update(
+        expire_date=timezone.now() - timedelta(seconds=1)
+    )
+    Command.tidy()
+    assert list(Session.objects.values_list("session_key", flat=True)) == [live.session_key]
+
+
+def test_the_worker_tidies_once_an_interval(monkeypatch):
+    from executions.management.commands import runworker
+
+    calls = []
+    command = runworker.Command()
+    command.next_tidy = 0.0
+    monkeypatch.setattr(runworker.Command, "tidy", staticmethod(lambda: calls.append(1)))
+    command.maybe_tidy()
+    command.maybe_tidy()
+    assert calls == [1] and command.next_tidy > time.monotonic() + runworker.TIDY_S - 60

@@ -17,6 +17,7 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import timedelta
+from importlib import import_module
 from types import FrameType
 from typing import Any
 
@@ -36,6 +37,7 @@ log = logging.getLogger("integr8s.worker")
 
 HEARTBEAT_S = 0.25  # how often leases are extended and cancel requests passed on
 RECOVER_S = 2.0  # how often expired leases are looked for
+TIDY_S = 3600.0  # how often expired sessions are deleted
 FLUSH_S = 0.1  # live output reaches watchers within this
 FLUSH_BYTES = 16384
 LISTENING_POLL_S = 1.0  # how often an idle worker that gets wake-ups looks anyway
@@ -144,7 +146,7 @@ class Command(BaseCommand):
         self.lease_s = settings.WORKER_LEASE_S
         self.in_flight: dict[int, InFlight] = {}
         self.lock = threading.Lock()
-        self.next_heartbeat = self.next_recover = 0.0
+        self.next_heartbeat = self.next_recover = self.next_tidy = 0.0
         self.host_full = False  # the last claim step found runs queued but no host slot free
 
         if options["metrics_port"]:
@@ -208,6 +210,7 @@ class Command(BaseCommand):
             found = self.handle_one()
             self.maybe_heartbeat()
             self.maybe_recover()
+            self.maybe_tidy()
             if self.once and not found and not self.in_flight and not self.host_full:
                 return
             if not found:
@@ -298,6 +301,24 @@ class Command(BaseCommand):
             return
         self.next_recover = now + RECOVER_S
         self.recover()
+
+    def maybe_tidy(self) -> None:
+        now = time.monotonic()
+        if now < self.next_tidy:
+            return
+        self.next_tidy = now + TIDY_S
+        self.tidy()
+
+    @staticmethod
+    def tidy() -> None:
+        """Delete expired sessions. Every anonymous caller that sends no cookie back (an API
+        client, a script with curl) is given one with its first run, and Django never deletes
+        them itself: the table only grew. Any worker may do it; two doing it is harmless."""
+        engine = import_module(settings.SESSION_ENGINE)
+        try:
+            engine.SessionStore.clear_expired()
+        except (DatabaseError, NotImplementedError):  # the database is away; a cookie store
+            log.warning("expired sessions not deleted this time", exc_info=True)
 
     def recover(self) -> int:
         requeued, failed = Execution.objects.recover_expired(settings.WORKER_MAX_ATTEMPTS)
