@@ -240,6 +240,8 @@ DECISIONS = [
     ("setsockopt SO_SNDBUF", "setsockopt", (3, 1, 7), ALLOWED),
     ("setsockopt another level, option 26", "setsockopt", (3, 6, 26), ALLOWED),
     ("mlock", "mlock", (4096, 4096), EPERM),
+    ("mmap MAP_LOCKED", "mmap", (0, 4096, 1, 0x02 | 0x2000, 3, 0), EPERM),
+    ("mmap MAP_LOCKED | MAP_HUGETLB", "mmap", (0, 2 << 20, 3, 0x22 | 0x2000 | 0x40000), EPERM),
     ("splice", "splice", (3, 0, 4, 0, 1, 0), EPERM),
     ("sendfile", "sendfile", (4, 3, 0, 1), EPERM),
     ("fadvise64 DONTNEED", "fadvise64", (3, 0, 0, 4), DONE),

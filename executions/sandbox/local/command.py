@@ -240,6 +240,9 @@ def rlimits(spec: RunSpec, cgroup: bool) -> str:
         f"ulimit -t {math.ceil(limits.cpu_time_s) + 1}",
         f"ulimit -f {max(limits.tmp_bytes // 512, 1)}",  # dash counts 512-byte blocks
         f"ulimit -n {OPEN_FILES if cgroup else OPEN_FILES_SINGLE_PROCESS}",
+        # No locked memory: pages of host files the host has cached cost a run nothing to lock
+        # (mlock and mmap's MAP_LOCKED; seccomp refuses both as well).
+        "ulimit -l 0",
     ]
     if not core_limit_settable():
         steps.append("ulimit -c 0")  # the best this worker can do (see CORE_LIMIT)

@@ -16,7 +16,8 @@ take it off. Policy:
   memory cgroup, Unix sockets it does; vsock reaches the host's port space, which no
   namespace covers); clone() without namespace flags; ioctl() without
   TIOCSTI/TIOCLINUX (typing into a terminal) or TIOCSETD; personality() with Docker's values;
-  mmap() and memfd_create() without huge pages (the hugetlb pool is not charged to the run);
+  mmap() and memfd_create() without huge pages (the hugetlb pool is not charged to the run)
+  or MAP_LOCKED;
   setrlimit() and prlimit64() of anything but the core-dump limit; prctl() without
   PR_SET_PDEATHSIG or PR_SET_SECCOMP; setsockopt() without a socket filter (BPF programs are
   kernel memory outside the run's limit, from a host-wide budget); madvise() without paging out.
@@ -184,6 +185,7 @@ LOW_32 = 0xFFFFFFFF
 # pool of this machine, reported as 7 MiB. A host that keeps a pool for its database would
 # lose it to a run. Transparent huge pages are ordinary, charged memory and stay.
 MAP_HUGETLB = 0x40000  # mmap's flags (argument 3)
+MAP_LOCKED = 0x2000  # mmap's mlock (see DENY's reasons for mlock)
 MFD_HUGETLB = 0x4  # memfd_create's flags (argument 1)
 MS_SYNC = 0x4  # msync's flags (argument 2): the fsync of a file's shared mapping (see NO_OP)
 # The core-dump limit stays as the launcher set it (1 byte: command.CORE_LIMIT). At 0, a crash
@@ -274,10 +276,16 @@ def _argument_rules(seccomp: Any) -> list[tuple[str, int, tuple]]:
     for mask, value in outside((MADV_COLD, MADV_PAGEOUT)):
         rules.append(("madvise", allow, (low_32(2, mask, value),)))
     rules += _setsockopt_rules(seccomp, SOCKET_FILTER_OPTIONS)
-    # Memory: anything but huge pages (MAP_HUGETLB, MFD_HUGETLB).
-    for name, arg, flag in (("mmap", 3, MAP_HUGETLB), ("memfd_create", 1, MFD_HUGETLB)):
-        rules.append((name, eperm, (low_32(arg, flag, flag),)))
-        rules.append((name, allow, (low_32(arg, flag, 0),)))
+    # Memory: anything but huge pages (MAP_HUGETLB, MFD_HUGETLB) and locked mappings
+    # (MAP_LOCKED). Refusals may overlap each other (the same action); the allow rule needs
+    # every refused flag clear.
+    for name, arg, flags in (
+        ("mmap", 3, (MAP_HUGETLB, MAP_LOCKED)),
+        ("memfd_create", 1, (MFD_HUGETLB,)),
+    ):
+        for flag in flags:
+            rules.append((name, eperm, (low_32(arg, flag, flag),)))
+        rules.append((name, allow, (low_32(arg, sum(flags), 0),)))
     # msync(MS_SYNC) is fsync for a shared mapping: "done", as NO_OP; MS_ASYNC goes through.
     rules.append(("msync", seccomp.ERRNO(0), (low_32(2, MS_SYNC, MS_SYNC),)))
     rules.append(("msync", allow, (low_32(2, MS_SYNC, 0),)))
