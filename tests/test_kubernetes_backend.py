@@ -494,3 +494,33 @@ def test_the_script_gets_one_blas_thread_and_a_headless_matplotlib(cluster, kube
     script = "import os\nprint(os.environ['OPENBLAS_NUM_THREADS'], os.environ['MPLBACKEND'])\n"
     result = run(backend_for(cluster), spec(script))
     assert result.output == "1 module://integr8s_plots\n", result  # Agg; show() saves PNGs
+
+
+def test_the_follower_passes_on_only_this_run_s_envelope_lines(monkeypatch):
+    """What the followed log carries besides the wrapper's lines for this run's nonce (another
+    nonce, a line longer than any the wrapper writes, which is not kept while it grows) is
+    dropped."""
+    from executions.sandbox.kubernetes import live
+
+    monkeypatch.setattr(live, "LONGEST_LINE", 64)
+    nonce = "n0nce"
+    good = envelope(nonce, "O", b"hello\n")
+
+    class Response:
+        def stream(self, amt=None, decode_content=False):
+            yield envelope("other", "O", b"forged\n")
+            yield b"x" * 100  # no newline: past LONGEST_LINE
+            yield b"y" * 100 + b"\n" + good
+
+        def release_conn(self):
+            pass
+
+    class Api:
+        def read_namespaced_pod_log(self, *args, **kwargs):
+            return Response()
+
+    follower = live.LogFollower(Api(), NAMESPACE, "pod", nonce, 1000, 5).start()
+    follower.thread.join(5)
+    watcher = Watcher()
+    follower.pass_on(watcher)
+    assert [(stream, text) for _, stream, text in watcher.seen] == [("stdout", "hello\n")]

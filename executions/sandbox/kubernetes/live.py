@@ -20,6 +20,9 @@ from executions.sandbox.contract import Events
 log = logging.getLogger(__name__)
 
 STREAMS = {b"O": "stdout", b"E": "stderr"}
+# The wrapper's lines are a flush of output in base64 (~22 KiB); anything longer is not one of
+# them, and is not kept while it grows.
+LONGEST_LINE = 1 << 20
 
 
 class LogFollower:
@@ -77,6 +80,8 @@ class LogFollower:
                 *lines, pending = (pending + chunk).split(b"\n")
                 for line in lines:
                     self._line(line)
+                if len(pending) > LONGEST_LINE:
+                    pending = b"-"  # the rest of this line is dropped too (no prefix)
         except Exception as exc:  # live output is a view: the result is read afterwards
             if not self.stopped.is_set():
                 log.info("following the log of %s stopped: %s", self.name, exc)
