@@ -232,6 +232,25 @@ def outside(values: Iterable[int], bits: int = 32) -> list[tuple[int, int]]:
     return pairs
 
 
+def _low_32(seccomp: Any, arg: int, mask: int, value: int) -> Any:
+    """arg & mask == value, on the argument's low 32 bits. The kernel reads these arguments as
+    32-bit ints: the upper half is ignored, by the kernel and so here (a comparison of all 64
+    bits would miss TIOCSTI | 1 << 32)."""
+    return seccomp.Arg(arg, seccomp.MASKED_EQ, mask, value)
+
+
+def _all_but(
+    seccomp: Any, name: str, arg: int, refused: tuple[int, ...], action: Any, *also: Any
+) -> list[tuple[str, Any, tuple]]:
+    """Rules for syscall name: action when argument arg is one of refused, allowed for every
+    other value (through outside(), so no two rules match one call). also: comparisons every
+    rule carries besides."""
+    rules = [(name, action, (*also, _low_32(seccomp, arg, LOW_32, v))) for v in refused]
+    for mask, value in outside(refused):
+        rules.append((name, seccomp.ALLOW, (*also, _low_32(seccomp, arg, mask, value))))
+    return rules
+
+
 def _argument_rules(seccomp: Any) -> list[tuple[str, int, tuple]]:
     """(syscall, action, comparisons) for the syscalls judged by their arguments. Two rules of
     one syscall with different actions never match the same call. These syscalls must be in
@@ -239,9 +258,7 @@ def _argument_rules(seccomp: Any) -> list[tuple[str, int, tuple]]:
     allow, eperm = seccomp.ALLOW, seccomp.ERRNO(errno.EPERM)
 
     def low_32(arg: int, mask: int, value: int) -> Any:
-        # The kernel reads these arguments as 32-bit ints: the upper half is ignored, by the
-        # kernel and so here (a comparison of all 64 bits would miss TIOCSTI | 1 << 32).
-        return seccomp.Arg(arg, seccomp.MASKED_EQ, mask, value)
+        return _low_32(seccomp, arg, mask, value)
 
     rules: list[tuple[str, Any, tuple]] = []
     for name in ("socket", "socketpair"):
@@ -258,23 +275,14 @@ def _argument_rules(seccomp: Any) -> list[tuple[str, int, tuple]]:
     # ioctl: Python's terminal and file calls (isatty, termios, FIONREAD, ...). The refused
     # few take 38 comparisons: the filter adds ~0.1 us to an ioctl (FIONREAD, measured),
     # ~0.05 us to other syscalls.
-    for command in REFUSED_IOCTLS:
-        rules.append(("ioctl", eperm, (low_32(1, LOW_32, command),)))
-    for mask, value in outside(REFUSED_IOCTLS):
-        rules.append(("ioctl", allow, (low_32(1, mask, value),)))
+    rules += _all_but(seccomp, "ioctl", 1, REFUSED_IOCTLS, eperm)
     # prctl: all but PR_SET_PDEATHSIG and PR_SET_SECCOMP. Without a cgroup to kill, a run ends
     # when bubblewrap's init dies with its parent; a script that got code into that init (same
     # uid, through /proc/1/mem) could otherwise clear its parent-death signal and outlive the
     # run. PR_SET_SECCOMP: a BPF program, as seccomp() (DENY).
-    for option in REFUSED_PRCTLS:
-        rules.append(("prctl", eperm, (low_32(0, LOW_32, option),)))
-    for mask, value in outside(REFUSED_PRCTLS):
-        rules.append(("prctl", allow, (low_32(0, mask, value),)))
+    rules += _all_but(seccomp, "prctl", 0, REFUSED_PRCTLS, eperm)
     # madvise: all but paging out (MADV_COLD, MADV_PAGEOUT), answered "done" as NO_OP.
-    for advice in (MADV_COLD, MADV_PAGEOUT):
-        rules.append(("madvise", seccomp.ERRNO(0), (low_32(2, LOW_32, advice),)))
-    for mask, value in outside((MADV_COLD, MADV_PAGEOUT)):
-        rules.append(("madvise", allow, (low_32(2, mask, value),)))
+    rules += _all_but(seccomp, "madvise", 2, (MADV_COLD, MADV_PAGEOUT), seccomp.ERRNO(0))
     rules += _setsockopt_rules(seccomp, SOCKET_FILTER_OPTIONS)
     # Memory: anything but huge pages (MAP_HUGETLB, MFD_HUGETLB) and locked mappings
     # (MAP_LOCKED). Refusals may overlap each other (the same action); the allow rule needs
@@ -291,9 +299,7 @@ def _argument_rules(seccomp: Any) -> list[tuple[str, int, tuple]]:
     rules.append(("msync", allow, (low_32(2, MS_SYNC, 0),)))
     # Resource limits, all but RLIMIT_CORE (setrlimit's argument 0; prlimit64's argument 1,
     # with a new value in argument 2: reading it, new = NULL, is fine).
-    rules.append(("setrlimit", eperm, (low_32(0, LOW_32, RLIMIT_CORE),)))
-    for mask, value in outside((RLIMIT_CORE,)):
-        rules.append(("setrlimit", allow, (low_32(0, mask, value),)))
+    rules += _all_but(seccomp, "setrlimit", 0, (RLIMIT_CORE,), eperm)
     core = low_32(1, LOW_32, RLIMIT_CORE)
     rules.append(("prlimit64", eperm, (core, seccomp.Arg(2, seccomp.NE, 0))))
     rules.append(("prlimit64", allow, (core, seccomp.Arg(2, seccomp.EQ, 0))))
@@ -317,22 +323,14 @@ SOCKET_BUFFER_OPTIONS = (7, 8, 32, 33)  # SO_SNDBUF, SO_RCVBUF, SO_SNDBUFFORCE, 
 CLONE_THREAD = 0x10000
 
 
-def _setsockopt_rules(seccomp: Any, refused: tuple[int, ...]) -> list[tuple[str, int, tuple]]:
+def _setsockopt_rules(seccomp: Any, refused: tuple[int, ...]) -> list[tuple[str, Any, tuple]]:
     """setsockopt(fd, SOL_SOCKET, option): the refused options EPERM; every other option at
     SOL_SOCKET, and any option at another level, allowed. No two rules match one call."""
-    allow, eperm = seccomp.ALLOW, seccomp.ERRNO(errno.EPERM)
-
-    def low_32(arg: int, mask: int, value: int) -> Any:
-        return seccomp.Arg(arg, seccomp.MASKED_EQ, mask, value)
-
-    level = low_32(1, LOW_32, SOL_SOCKET)
-    rules: list[tuple[str, int, tuple]] = []
-    for option in refused:
-        rules.append(("setsockopt", eperm, (level, low_32(2, LOW_32, option))))
-    for mask, value in outside(refused):
-        rules.append(("setsockopt", allow, (level, low_32(2, mask, value))))
+    level = _low_32(seccomp, 1, LOW_32, SOL_SOCKET)
+    eperm = seccomp.ERRNO(errno.EPERM)
+    rules = _all_but(seccomp, "setsockopt", 2, refused, eperm, level)
     for mask, value in outside((SOL_SOCKET,)):
-        rules.append(("setsockopt", allow, (low_32(1, mask, value),)))
+        rules.append(("setsockopt", seccomp.ALLOW, (_low_32(seccomp, 1, mask, value),)))
     return rules
 
 
@@ -341,7 +339,7 @@ def _single_process_rules(seccomp: Any) -> list[tuple[str, int, tuple]]:
     allow, eperm = seccomp.ALLOW, seccomp.ERRNO(errno.EPERM)
 
     def low_32(arg: int, mask: int, value: int) -> Any:
-        return seccomp.Arg(arg, seccomp.MASKED_EQ, mask, value)
+        return _low_32(seccomp, arg, mask, value)
 
     rules: list[tuple[str, int, tuple]] = [
         ("clone", allow, (low_32(0, NAMESPACE_FLAGS | CLONE_THREAD, CLONE_THREAD),)),
@@ -350,9 +348,7 @@ def _single_process_rules(seccomp: Any) -> list[tuple[str, int, tuple]]:
     for bit in range(32):
         if NAMESPACE_FLAGS & 1 << bit:
             rules.append(("clone", eperm, (low_32(0, 1 << bit, 1 << bit),)))
-    rules.append(("fcntl", eperm, (low_32(1, LOW_32, F_SETPIPE_SZ),)))
-    for mask, value in outside((F_SETPIPE_SZ,)):
-        rules.append(("fcntl", allow, (low_32(1, mask, value),)))
+    rules += _all_but(seccomp, "fcntl", 1, (F_SETPIPE_SZ,), eperm)
     # setsockopt: the socket filters refused as always, and the buffer sizes too.
     rules += _setsockopt_rules(seccomp, SOCKET_FILTER_OPTIONS + SOCKET_BUFFER_OPTIONS)
     return rules
