@@ -94,7 +94,6 @@ PROC_MASKED_FILES = (
     # closed to the sandbox's unprivileged uid already: a mask each would cost a mount a run.
     "/proc/timer_list", "/proc/sched_debug", "/proc/modules",
 )  # fmt: skip
-PTS_COVER = ("--perms", "0555", "--tmpfs", "/dev/pts")
 OPEN_FILES = 256
 OPEN_FILES_SINGLE_PROCESS = 64  # rlimits fallback: each descriptor can hold a kernel buffer
 
@@ -146,20 +145,23 @@ def sandbox_args(base: list[str], masks: list[str], spec: RunSpec, source: str) 
     script it is sent."""
     limits = spec.limits
     shm_bytes = max(limits.tmp_bytes // 4, 1024 * 1024)
-    return base + [
+    args = base + [
         "--ro-bind", source, spec.runtime.prefix,
         "--proc", "/proc",
         *masks,
         "--dev", "/dev",
         # No ptys: every devpts but the host's draws on one host-wide pool (kernel.pty.max),
         # and their buffers are not charged to the run; one run took them all.
-        *PTS_COVER,
+        "--perms", "0555", "--tmpfs", "/dev/pts",
         *site_covers(spec.runtime.prefix),
         "--size", str(limits.tmp_bytes), "--tmpfs", "/tmp",
         "--size", str(shm_bytes), "--tmpfs", "/dev/shm",
         "--perms", "0700", "--size", str(limits.script_bytes + 65536), "--tmpfs", SCRIPT_DIR,
         *package_binds(spec.runtime.version),
-        *covers_read_only(base + masks + site_covers(spec.runtime.prefix) + [*PTS_COVER]),
+    ]  # fmt: skip
+    # Then the covers among them made read-only: each is a mount of its own, which the
+    # read-only remount of / does not reach.
+    return args + covers_read_only(args) + [
         "--remount-ro", "/dev",
         "--remount-ro", "/",
         "--chdir", "/tmp",
