@@ -16,7 +16,6 @@ KUBECONFIG) is loaded on first use, so the module imports on a machine with no c
 """
 
 import base64
-import binascii
 import json
 import logging
 import math
@@ -44,7 +43,7 @@ from executions.sandbox.contract import (
     RunResult,
     RunSpec,
 )
-from executions.sandbox.kubernetes.live import LogFollower
+from executions.sandbox.kubernetes.live import LogFollower, envelope_line
 
 log = logging.getLogger(__name__)
 
@@ -128,13 +127,9 @@ def parse_envelope(log_bytes: bytes, nonce: str) -> tuple[bytes, bytes, dict | N
     prefix = nonce.encode() + b":"
     out, err, result = [], [], None
     for line in log_bytes.split(b"\n"):
-        if not line.startswith(prefix):
+        if (found := envelope_line(line, prefix)) is None:
             continue
-        kind, _, payload = line[len(prefix) :].partition(b":")
-        try:
-            data = base64.b64decode(payload, validate=True)
-        except (binascii.Error, ValueError):
-            continue
+        kind, data = found
         if kind == b"O":
             out.append(data)
         elif kind == b"E":
@@ -151,16 +146,13 @@ def parse_envelope(log_bytes: bytes, nonce: str) -> tuple[bytes, bytes, dict | N
 
 def parse_files(log_bytes: bytes, nonce: str) -> list[tuple[str, bytes]]:
     """The output files the wrapper sent (``F`` lines, ``name NUL chunk``), by name."""
-    prefix = nonce.encode() + b":F:"
+    prefix = nonce.encode() + b":"
     pieces: dict[str, list[bytes]] = {}
     for line in log_bytes.split(b"\n"):
-        if not line.startswith(prefix):
+        found = envelope_line(line, prefix)
+        if found is None or found[0] != b"F":
             continue
-        try:
-            data = base64.b64decode(line[len(prefix) :], validate=True)
-        except (binascii.Error, ValueError):
-            continue
-        name, sep, chunk = data.partition(b"\0")
+        name, sep, chunk = found[1].partition(b"\0")
         text = name.decode("ascii", "replace")
         if sep and OUTPUT_NAME_OK.fullmatch(text):
             pieces.setdefault(text, []).append(chunk)

@@ -25,6 +25,18 @@ STREAMS = {b"O": "stdout", b"E": "stderr"}
 LONGEST_LINE = 1 << 20
 
 
+def envelope_line(line: bytes, prefix: bytes) -> tuple[bytes, bytes] | None:
+    """(kind, data) of one of the wrapper's lines (``<nonce>:<kind>:<base64>``) for the nonce
+    in prefix (``<nonce>:``); None for any other line."""
+    if not line.startswith(prefix):
+        return None
+    kind, _, payload = line[len(prefix) :].partition(b":")
+    try:
+        return kind, base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
 class LogFollower:
     def __init__(self, api: Any, namespace: str, name: str, nonce: str, cap: int, longest_s: float):
         """Follows pod `name`'s log for at most `longest_s` of quiet (the run's longest); passes
@@ -93,15 +105,10 @@ class LogFollower:
                     pass
 
     def _line(self, line: bytes) -> None:
-        if not line.startswith(self.prefix) or self.room <= 0:
+        found = envelope_line(line, self.prefix) if self.room > 0 else None
+        if found is None or found[0] not in STREAMS:
             return
-        kind, _, payload = line[len(self.prefix) :].partition(b":")
-        if kind not in STREAMS:
-            return
-        try:
-            data = base64.b64decode(payload, validate=True)
-        except (binascii.Error, ValueError):
-            return
+        kind, data = found
         text = self.decoders[kind].decode(data)
         size = len(text.encode("utf-8", "surrogatepass"))
         if size > self.room:  # the rest is over the cap: what fits, whole characters
