@@ -585,8 +585,7 @@ def execution_input(request: Request, execution_id: str) -> Response:
         state = "has not started yet" if execution.status == Status.QUEUED else "has ended"
         return conflict(f"This execution {state}: input goes only to a running one.")
     cap = execution.run_limits.stdin_bytes
-    sent = sum(len(t.encode()) for t in execution.inputs.values_list("text", flat=True))
-    if sent + len(text.encode()) + len(execution.stdin.encode()) > cap:
+    if execution.input_bytes() + len(text.encode()) > cap:
         raise PayloadTooLarge(
             f"Input is limited to {limits.human_bytes(cap)} in all (stdin included)."
         )

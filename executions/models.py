@@ -558,6 +558,12 @@ class Execution(Shareable):
             return "This execution cannot run again: " + " ".join(problems.values())
         return None
 
+    def input_bytes(self) -> int:
+        """Bytes of input this run was given: its stdin and what was sent while it ran, which
+        one cap (its stdin limit) holds together, on the page and in the API."""
+        texts = [self.stdin, *self.inputs.values_list("text", flat=True)]
+        return sum(len(text.encode("utf-8", "surrogatepass")) for text in texts)
+
     def live_output(self) -> tuple[str, str]:
         """(stdout, stderr) so far: the printed chunks while it runs, the result once ended."""
         if self.status != Status.RUNNING:

@@ -307,12 +307,9 @@ def execution_input(request: HtmxHttpRequest, execution_id: uuid.UUID) -> HttpRe
     execution = get_object_or_404(
         Execution.objects.controlled_by(request), execution_id=execution_id
     )
-    # One cap for all of a run's input, the stdin given before it included (as the API's).
-    sent = sum(
-        len(t.encode("utf-8", "surrogatepass"))
-        for t in [execution.stdin, *execution.inputs.values_list("text", flat=True)]
+    form = InputForm(
+        request.POST, sent=execution.input_bytes(), cap=execution.run_limits.stdin_bytes
     )
-    form = InputForm(request.POST, sent=sent, cap=execution.run_limits.stdin_bytes)
     if (
         execution.is_terminal
         or not execution.interactive
