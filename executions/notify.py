@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import ctypes
 import ctypes.util
+import functools
 import logging
 import os
 import select
@@ -76,7 +77,10 @@ IN_MODIFY, IN_CREATE, IN_MOVED_TO, IN_CLOEXEC, IN_NONBLOCK = 0x2, 0x100, 0x80, 0
 _EVENT = struct.Struct("iIII")  # wd, mask, cookie, len; then len bytes of name
 
 
+@functools.cache
 def _libc() -> Any:
+    """libc, for inotify; None without it. Looked up once: find_library runs `ldconfig -p`
+    (a process, several milliseconds) each time, and supported() asks on every wait."""
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
         return libc if hasattr(libc, "inotify_init1") else None

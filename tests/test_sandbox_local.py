@@ -40,6 +40,7 @@ def backend():
 
 def leftover_runs(backend) -> set[str]:
     """Run cgroups still present (spare launchers waiting for the next run do not count)."""
+    backend.settle()  # run() tears its sandbox down in a thread
     if backend.hierarchy is None:
         return set()
     return {n for n in backend.hierarchy.leftovers() if not n.startswith("spare-")}

@@ -36,6 +36,7 @@ def spec_for(runtime, script="print('ok')", run_id=None):
 
 
 def run_names(backend):
+    backend.settle()  # run() tears its sandbox down in a thread
     return {n for n in backend.hierarchy.leftovers() if not n.startswith("spare-")}
 
 

@@ -73,6 +73,7 @@ def host_processes_with(token: str) -> list[int]:
 
 
 def leftover_cgroups(backend) -> list[str]:
+    backend.settle()  # run() tears its sandbox down in a thread
     if backend.hierarchy is None:
         return []
     return sorted(n for n in backend.hierarchy.leftovers() if not n.startswith("spare-"))

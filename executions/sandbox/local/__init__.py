@@ -32,13 +32,13 @@ from executions.sandbox.contract import Backend, Events, RunResult, RunSpec
 from executions.sandbox.local import command
 from executions.sandbox.local.cgroup import Hierarchy, RunCgroup, find_hierarchy
 from executions.sandbox.local.command import SANDBOX_UID
-from executions.sandbox.local.launcher import Launcher, spawn
+from executions.sandbox.local.launcher import Launcher, Teardown, spawn
 from executions.sandbox.local.leases import Lease
 from executions.sandbox.local.slots import SlotPool, default_slots
 from executions.sandbox.local.spares import SPARE_PREFIX, SparePool
 from executions.sandbox.local.stage import Stage, stage_root
 from executions.sandbox.local.supervise import supervise
-from executions.sandbox.local.uids import UidPool, parse_range
+from executions.sandbox.local.uids import NoFreeUid, UidPool, parse_range
 
 __all__ = ["SANDBOX_UID", "LocalBackend", "from_settings", "stage_root"]
 
@@ -119,6 +119,7 @@ class LocalBackend(Backend):
         self._stage_lock = threading.Lock()
         self._roots: dict[str, str | None] = {}  # prefix -> stage_root(), known so far
         self.spares = SparePool(spares if self.mode == "v1" else 0, self._make_spare)
+        self.teardown = Teardown()
         if self.spares.per_recipe or self.uids:
             atexit.register(self.close)  # spares would leave empty cgroups behind
 
@@ -158,13 +159,22 @@ class LocalBackend(Backend):
         stage = self._current_stage(root)
         source = prefix if stage is None else stage.source(prefix, root)
         args = self.sandbox_args(spec, source)
-        lease = self.uids.lease() if self.uids is not None else None
+        lease = self._lease() if self.uids is not None else None
         try:
             return spawn(spec, args, group, self.seccomp, lease, stage.proc.pid if stage else None)
         except BaseException:
             if lease is not None:
                 lease.release()
             raise
+
+    def _lease(self) -> Lease:
+        """A free host uid; if none is, once the runs that ended have given theirs back."""
+        assert self.uids is not None
+        try:
+            return self.uids.lease()
+        except NoFreeUid:
+            self.settle()
+            return self.uids.lease()
 
     def sandbox_args(self, spec: RunSpec, source: str) -> list[str]:
         """bubblewrap's options for spec, the interpreter's prefix bound from source."""
@@ -228,8 +238,14 @@ class LocalBackend(Backend):
             stage = next((s for s in self._stages if s.proc.pid == stage_pid), None)
         return stage is not None and stage.covers(root)
 
+    def settle(self) -> None:
+        """Until the sandboxes of the runs that have returned are gone, their cgroups removed
+        and their host uids given back (run() leaves that to a thread: see Teardown)."""
+        self.teardown.settle()
+
     def close(self) -> None:
         """Stop the spare launchers, remove their cgroups, let the stages go."""
+        self.settle()
         self.spares.close()
         with self._stage_lock:
             stages, self._stages, self._stage = self._stages, [], None
@@ -262,9 +278,7 @@ class LocalBackend(Backend):
             return platform_failure(spec, f"The sandbox could not start: {exc}", self.name)
         finally:
             if launcher is not None:
-                launcher.discard()
-                if launcher.group is not None and not launcher.group.is_empty():
-                    log.error("could not remove cgroup of run %s", name)
+                self.teardown.discard(launcher, name)
         if facts.platform_error:
             # Told by the launcher, nsenter or bubblewrap before the script ran; %r keeps
             # it one log line whatever it holds.
@@ -277,6 +291,7 @@ class LocalBackend(Backend):
     def cleanup_stale(self, live_run_ids: set[str] | None = None) -> int:
         if self.hierarchy is None:
             return 0
+        self.settle()  # a run's own teardown, not a leftover
         live = {_run_name(r) for r in (live_run_ids or ())}
         live |= {
             os.path.basename(next(iter(s.group.dirs.values())))
