@@ -8,6 +8,7 @@ that made it (its session cookie).
 """
 
 import base64
+import contextvars
 import hashlib
 import json
 import math
@@ -16,9 +17,10 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import nullcontext
 from datetime import timedelta
+from functools import partial
 from typing import Any, NamedTuple, NoReturn
 
-from asgiref.sync import sync_to_async
+from asgiref.sync import async_to_sync, sync_to_async
 from django.conf import settings
 from django.core.cache import cache
 from django.db import IntegrityError, connection, transaction
@@ -27,12 +29,12 @@ from django.http import (
     FileResponse,
     HttpRequest,
     HttpResponse,
+    HttpResponseBase,
     JsonResponse,
     StreamingHttpResponse,
 )
 from django.urls import Resolver404, resolve, reverse
 from django.utils import timezone
-from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiExample,
@@ -240,12 +242,12 @@ def give_wait_slot(key: str) -> None:
         pass
 
 
-def briefly[T](fn: Callable[..., T]) -> Callable[..., Awaitable[T]]:
-    """sync_to_async(fn) for a request that waits, giving its thread's database connection
-    back as fn returns (to the pool, on PostgreSQL). That thread is the request's own for its
-    whole life, and Django gives a request's connection back only when it ends: each wait=true
-    and each events stream held one for its whole wait, a hundred waits took all of the
-    pool's, and every page then queued for one (reads p50 4-10 s at 200 users)."""
+def given_back[T](fn: Callable[..., T]) -> Callable[..., T]:
+    """fn, giving its thread's database connection back as it returns (to the pool, on
+    PostgreSQL): for what a waiting request does now and then, outside any request's end
+    (which is when Django gives a request's connection back). Each wait=true and each events
+    stream held one for its whole wait, a hundred waits took all of the pool's, and every page
+    then queued for one (reads p50 4-10 s at 200 users)."""
 
     def call(*args: Any, **kwargs: Any) -> T:
         try:
@@ -254,26 +256,41 @@ def briefly[T](fn: Callable[..., T]) -> Callable[..., Awaitable[T]]:
             if connection.vendor == "postgresql" and not connection.in_atomic_block:
                 connection.close()  # pooled: back to the pool, not closed
 
-    return sync_to_async(call)
+    return call
 
 
-@briefly
+def briefly[T](fn: Callable[..., T]) -> Callable[..., Awaitable[T]]:
+    """sync_to_async(given_back(fn)): for the events stream, which Django's handler serves."""
+    return sync_to_async(given_back(fn))
+
+
+# How a waiting request runs a short piece of synchronous work (a look at the row): in a
+# thread of the web server's pool (integr8s.asgi), or as sync_to_async runs it.
+type InThread = Callable[[Callable[[], Any]], Awaitable[Any]]
+
+
+async def thread_sensitive(work: Callable[[], Any]) -> Any:
+    return await sync_to_async(work)()
+
+
 def read_row(pk: int) -> Execution | None:
     return Execution.objects.with_file_flags().filter(pk=pk).first()
 
 
-async def wait_for(execution: Execution) -> Execution:
+async def wait_for(execution: Execution, in_thread: InThread = thread_sensitive) -> Execution:
     """Hold until the run ends, without holding a thread: at most its wall time +
     WAIT_MARGIN_S queued, and as long again once it starts. Woken by the trigger's NOTIFY on
     PostgreSQL and by the write-ahead log's inotify event on SQLite (notify.py); the row is
-    read by primary key first and when woken, and now and then regardless. Listening starts
-    before the first look, so a run that ends at any moment wakes it."""
+    read by primary key first and when woken (each look a short query in_thread), and now and
+    then regardless. Listening starts before the first look, so a run that ends at any moment
+    wakes it."""
     budget = execution.run_limits.wall_time_s + settings.WAIT_MARGIN_S
     deadline = time.monotonic() + budget
     row = execution
+    look = given_back(partial(read_row, execution.pk))
     with notify.waiters.watching(str(execution.execution_id)) as wake:
         while True:
-            seen = await read_row(execution.pk)
+            seen = await in_thread(look)
             if seen is None:  # deleted meanwhile (by an operator)
                 raise exceptions.NotFound("This execution was deleted.")
             if seen.status == Status.RUNNING and row.status != seen.status:
@@ -417,7 +434,10 @@ def submitted(request: Request) -> Any:
 )
 @api_view(["POST"])
 @parser_classes([JSONParser, MultiPartParser])
-def execute_now(request: Request) -> Response:
+def execute(request: Request) -> HttpResponseBase:
+    """POST /api/v1/execute. A wait=true request validates and submits here, then waits for
+    its run (Waiting): on the web server's event loop, in no thread (integr8s.asgi), or here,
+    in this thread, under a server without that loop (the test client, WSGI)."""
     wait = query_bool(request, "wait")
     key = idempotency_key(request)
     submission = ExecuteSerializer(data=submitted(request))
@@ -456,9 +476,12 @@ def execute_now(request: Request) -> Response:
     slot, refusal = take_wait_slot(request)
     if refusal:
         return too_many(refusal)
-    # The wait itself is the async view's (execute below), in no thread: hand it over.
+    waiting = Waiting(execution, earlier is not None, slot, request._request)
+    if not WAITS_ON_LOOP.get():
+        return async_to_sync(waiting.answer)()
+    # The server waits on its loop, then answers with Waiting.answer's response.
     response = accepted(execution, request)
-    response.integr8s_wait = Waiting(execution, earlier is not None, slot)  # type: ignore[attr-defined]  # a note for execute()
+    response.integr8s_wait = waiting  # type: ignore[attr-defined]  # a note for integr8s.asgi
     return response
 
 
@@ -469,30 +492,35 @@ def shown_as(view: Any, drf_view: Any) -> None:
         setattr(view, name, getattr(drf_view, name))
 
 
+# True while integr8s.asgi's Handler serves the request: it waits for a run on its event loop.
+WAITS_ON_LOOP: contextvars.ContextVar[bool] = contextvars.ContextVar("waits_on_loop", default=False)
+
+
 class Waiting(NamedTuple):
+    """A wait=true submission, accepted: what its answer needs once the run ends."""
+
     execution: Execution
     replayed: bool
-    slot: str
+    slot: str  # the caller's wait slot, given back when the wait ends
+    request: HttpRequest
 
+    async def answer(self, in_thread: InThread = thread_sensitive) -> HttpResponse:
+        """Wait for the run's end, then the answer (the full result: 200; or 202 when the
+        wait ran out); each look at the database a short piece of work in_thread."""
+        try:
+            execution = await wait_for(self.execution, in_thread)
+        except exceptions.NotFound as exc:
+            await in_thread(partial(give_wait_slot, self.slot))
+            return JsonResponse({"detail": str(exc.detail)}, status=status.HTTP_404_NOT_FOUND)
+        except BaseException:
+            await in_thread(partial(give_wait_slot, self.slot))
+            raise
 
-@csrf_exempt  # as DRF's own views: SessionAuthentication enforces CSRF inside
-async def execute(request: HttpRequest) -> HttpResponse:
-    """POST /api/v1/execute: the DRF view validates and submits (in a thread, briefly); a
-    wait=true request then waits here, on the event loop, woken when the run ends."""
-    response = await briefly(execute_now)(request)
-    waiting: Waiting | None = getattr(response, "integr8s_wait", None)
-    if waiting is None:
-        return response
-    try:
-        execution = await wait_for(waiting.execution)
-    except exceptions.NotFound as exc:
-        return JsonResponse({"detail": str(exc.detail)}, status=status.HTTP_404_NOT_FOUND)
-    finally:
-        await sync_to_async(give_wait_slot)(waiting.slot)
-    return await sync_to_async(finished)(request, execution, waiting.replayed)
+        def answer() -> JsonResponse:
+            give_wait_slot(self.slot)
+            return finished(self.request, execution, self.replayed)
 
-
-shown_as(execute, execute_now)
+        return await in_thread(given_back(answer))
 
 
 def finished(request: HttpRequest, execution: Execution, replayed: bool) -> JsonResponse:

@@ -1,16 +1,26 @@
 """The ASGI application the web server runs (integr8s/gunicorn.py).
 
-Views that wait (`async def`: POST /api/v1/execute with wait=true, the events stream) run on
-the event loop through Django's own ASGI handler, so a wait holds no thread. Every other view
-is synchronous, and Django's handler would serve it with several hops between the loop and a
+Django's own ASGI handler serves a synchronous view with several hops between the loop and a
 thread started for that request alone (the middleware chain in one, the view in another, the
 request signals in a third): 3.6 ms for GET /healthz here, against 1.1 ms for the same view
-under WSGI. So those are served as under WSGI instead: the whole request (signals, the
-middleware chain in its synchronous form, the view, the response's close) in one thread of a
-fixed pool of WEB_THREADS, one hop in and one out.
+under WSGI. So synchronous views are served as under WSGI instead: the whole request (signals,
+the middleware chain in its synchronous form, the view, the response's close) in one thread
+of a fixed pool of WEB_THREADS, one hop in and one out.
+
+POST /api/v1/execute?wait=true is such a view too. It validates and submits in the pool like
+any other, and its answer goes through the middleware chain then: a 202 that carries a
+Waiting note (executions.api). The wait is the loop's, holding no thread and no database
+connection; each look at the row is a short piece of work in the pool. The final answer (the
+result, 200) is sent with the headers the middleware chain gave the 202 (security headers,
+cookies), its own status, type and length in place of the 202's. Request metrics
+(django_prometheus) therefore time and count the submission, not the script's run.
+
+The events stream is an `async def` view, served by Django's handler: it is long, and the
+hops do not matter to it.
 """
 
 import asyncio
+import contextlib
 import contextvars
 import os
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
@@ -34,6 +44,7 @@ from django.core.handlers.base import BaseHandler  # noqa: E402
 from django.http import FileResponse, HttpResponseBase, JsonResponse  # noqa: E402
 from django.urls import Resolver404, get_resolver, set_script_prefix  # noqa: E402
 
+from executions.api import WAITS_ON_LOOP, Waiting  # noqa: E402
 from executions.limits import body_too_big  # noqa: E402
 
 Send = Callable[[Mapping[str, Any]], Awaitable[None]]
@@ -125,7 +136,7 @@ class Handler(ASGIHandler):
             return
         loop = asyncio.get_running_loop()
         with closing(body_file):
-            await loop.run_in_executor(
+            waiting = await loop.run_in_executor(
                 self.pool,
                 contextvars.copy_context().run,
                 self.respond,
@@ -134,12 +145,46 @@ class Handler(ASGIHandler):
                 loop,
                 send,
             )
+        if waiting is not None:
+            await self.answer(*waiting, loop, send)
+
+    def in_pool(self, loop: asyncio.AbstractEventLoop) -> Callable[[Callable[[], Any]], Any]:
+        def run(work: Callable[[], Any]) -> Any:
+            return loop.run_in_executor(self.pool, contextvars.copy_context().run, work)
+
+        return run
+
+    async def answer(
+        self,
+        placeholder: HttpResponseBase,
+        waiting: Waiting,
+        loop: asyncio.AbstractEventLoop,
+        send: Send,
+    ) -> None:
+        """Wait on the loop for a wait=true run, then send its answer with the headers the
+        middleware chain gave the placeholder."""
+        response = await waiting.answer(self.in_pool(loop))
+        own = {name.lower() for name in response.headers} | {"content-length", "location"}
+        headers = [
+            (name, value)
+            for name, value in headers_of(placeholder)
+            if name.decode("latin1").lower() not in own
+        ]
+        headers += headers_of(response)
+        body = response.content
+        headers.append((b"Content-Length", str(len(body)).encode()))
+        with contextlib.suppress(OSError):  # the client went away meanwhile
+            await send(
+                {"type": "http.response.start", "status": response.status_code, "headers": headers}
+            )
+            await send({"type": "http.response.body", "body": body, "more_body": False})
 
     def respond(
         self, scope: dict, body_file: Any, loop: asyncio.AbstractEventLoop, send: Send
-    ) -> None:
+    ) -> tuple[HttpResponseBase, Waiting] | None:
         """The whole request in this thread, as WSGIHandler serves one; only the sends go to
-        the loop (the start and a non-streaming body together)."""
+        the loop (the start and a non-streaming body together). A wait=true submission's
+        answer is not sent: it is returned, with its Waiting, for the loop to wait on."""
 
         def deliver(messages: list[dict]) -> None:
             async def send_all() -> None:
@@ -148,6 +193,7 @@ class Handler(ASGIHandler):
 
             asyncio.run_coroutine_threadsafe(send_all(), loop).result()
 
+        WAITS_ON_LOOP.set(True)
         set_script_prefix(get_script_prefix(scope))
         signals.request_started.send(sender=self.__class__, scope=scope)
         # A request, or (undecodable, too big) Django's answer instead of one.
@@ -161,6 +207,9 @@ class Handler(ASGIHandler):
                 response.block_size = self.chunk_size
         assert response is not None
         try:
+            waiting: Waiting | None = getattr(response, "integr8s_wait", None)
+            if waiting is not None:
+                return response, waiting
             start = {"type": "http.response.start", "status": response.status_code}
             start["headers"] = headers_of(response)
             messages = body_messages(response, self.chunk_size)
@@ -174,6 +223,7 @@ class Handler(ASGIHandler):
             pass
         finally:
             response.close()  # request_finished: this thread's database connection goes back
+        return None
 
 
 application = Handler()

@@ -121,7 +121,9 @@ TEMPLATES = [
 DATABASE_URL = env("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    # Kept per thread (the web server's pool, the worker's threads): opening one, with its
+    # functions and pragmas, cost a request about a millisecond.
+    DATABASES["default"]["CONN_MAX_AGE"] = None
     # A file, not :memory:, so worker processes started by tests share the test database; one
     # per test run, so two runs at once (a developer's and CI's) never share one.
     DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / f"test-db-{os.getpid()}.sqlite3")}

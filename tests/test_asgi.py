@@ -4,6 +4,8 @@ fixed pool, as under WSGI; views that wait on the event loop through Django's ha
 import asyncio
 import json
 import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -13,8 +15,16 @@ from integr8s import asgi
 STATIC = Path(__file__).resolve().parent.parent / "static"
 
 
-def call(method: str, path: str, body: bytes = b"", headers=(), query: bytes = b"", length=None):
-    """One request through the application: (status, headers, body). length: the
+def call(
+    method: str,
+    path: str,
+    body: bytes = b"",
+    headers=(),
+    query: bytes = b"",
+    length=None,
+    app=None,
+):
+    """One request through the application (or app): (status, headers, body). length: the
     Content-Length sent (the body's own by default; False sends none)."""
     messages: list[dict] = []
     incoming = [{"type": "http.request", "body": body, "more_body": False}]
@@ -42,7 +52,7 @@ def call(method: str, path: str, body: bytes = b"", headers=(), query: bytes = b
         "client": ("127.0.0.1", 40000),
         "server": ("localhost", 80),
     }
-    asyncio.run(asgi.application(scope, receive, send))
+    asyncio.run((app or asgi.application)(scope, receive, send))
     start, *bodies = messages
     assert start["type"] == "http.response.start"
     assert bodies[-1].get("more_body", False) is False
@@ -54,7 +64,7 @@ def call(method: str, path: str, body: bytes = b"", headers=(), query: bytes = b
 
 
 def test_views_that_wait_are_told_from_the_others():
-    assert asgi.waits("/api/v1/execute")
+    assert not asgi.waits("/api/v1/execute")  # served in the pool; a wait=true waits on the loop
     assert asgi.waits("/api/v1/executions/00000000-0000-4000-8000-000000000000/events")
     assert not asgi.waits("/healthz")
     assert not asgi.waits("/api/v1/result/00000000-0000-4000-8000-000000000000")
@@ -108,6 +118,10 @@ def test_a_view_that_waits_is_served_by_djangos_handler(monkeypatch):
         return await handle(self, scope, receive, send)
 
     monkeypatch.setattr(asgi.ASGIHandler, "handle", spy)
+    events = "/api/v1/executions/00000000-0000-4000-8000-000000000000/events"
+    code, _, _ = call("GET", events)
+    assert code == 404
+    assert served == [events]
     code, _, body = call(
         "POST",
         "/api/v1/execute",
@@ -115,7 +129,44 @@ def test_a_view_that_waits_is_served_by_djangos_handler(monkeypatch):
         headers=[(b"content-type", b"application/json")],
     )
     assert code == 202 and json.loads(body)["status"] == "queued"
-    assert served == ["/api/v1/execute"]
+    assert served == [events]  # the submission was the pool's
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("worker")
+def test_a_wait_holds_no_thread_and_answers_with_the_middlewares_headers():
+    """The pool has one thread here: a wait=true request submits in it, then waits on the
+    loop, so a GET is served in that same thread meanwhile; the answer is the full result,
+    with the headers the middleware chain set and a length of its own."""
+    app = asgi.Handler()
+    app.pool = ThreadPoolExecutor(1, thread_name_prefix="web")
+    answered: list = []
+    waiter = threading.Thread(
+        target=lambda: answered.append(
+            call(
+                "POST",
+                "/api/v1/execute",
+                body=b'{"script": "import time; time.sleep(1.5); print(42)"}',
+                headers=[(b"content-type", b"application/json")],
+                query=b"wait=true",
+                app=app,
+            )
+        )
+    )
+    waiter.start()
+    try:
+        time.sleep(0.5)  # submitted, and waiting
+        code, _, body = call("GET", "/healthz", app=app)
+        assert code == 200 and not answered  # served while the wait went on
+    finally:
+        waiter.join(30)
+    ((code, headers, body),) = answered
+    result = json.loads(body)
+    assert (code, result["status"], result["output"]) == (200, "completed", "42\n")
+    assert headers[b"content-type"] == b"application/json"
+    assert int(headers[b"content-length"]) == len(body)
+    assert headers[b"x-content-type-options"] == b"nosniff"  # the middleware chain's
+    assert b"location" not in headers  # the 202's, not the answer's
 
 
 @pytest.mark.django_db(transaction=True)

@@ -37,12 +37,28 @@ def test_libc_is_none_when_it_cannot_be_loaded(monkeypatch):
         raise OSError("no libc here")
 
     monkeypatch.setattr(notify.ctypes, "CDLL", fail)
-    assert notify._libc() is None
+    assert notify._libc.__wrapped__() is None
 
 
 def test_libc_is_none_without_inotify(monkeypatch):
     monkeypatch.setattr(notify.ctypes, "CDLL", lambda *a, **k: object())
-    assert notify._libc() is None
+    assert notify._libc.__wrapped__() is None
+
+
+def test_libc_is_looked_up_once(monkeypatch):
+    """find_library runs `ldconfig -p`, a process; supported() asks before every wait (on
+    the event loop): each wait=true on SQLite spent milliseconds on it."""
+    looked = []
+    find = notify.ctypes.util.find_library
+    monkeypatch.setattr(
+        notify.ctypes.util, "find_library", lambda name: looked.append(1) or find(name)
+    )
+    notify._libc.cache_clear()
+    try:
+        assert all(notify._libc() is not None for _ in range(3))
+        assert len(looked) == 1
+    finally:
+        notify._libc.cache_clear()
 
 
 def test_libc_has_inotify_here():

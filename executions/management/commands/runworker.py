@@ -339,7 +339,7 @@ class Command(BaseCommand):
                 result.reason = next(iter(asked), "") or (
                     "Stopped because the worker running it was shut down."
                 )
-            self.store(execution, result)
+            self.store(execution, result, job.live)
         except Exception:
             # The database went away for good: the lease expires and recovery re-runs it.
             log.exception("run %s could not be recorded", execution.execution_id)
@@ -353,7 +353,7 @@ class Command(BaseCommand):
             metrics.IN_FLIGHT.set(len(self.in_flight))
             self.wakeup.set()
 
-    def store(self, execution: Execution, result: RunResult) -> None:
+    def store(self, execution: Execution, result: RunResult, live: LiveRun | None = None) -> None:
         """Write the result. If the database refuses it (whatever the reason), the run still
         ends, once, as a platform failure that says so: it is not left running to be
         recovered and run a second time."""
@@ -383,8 +383,10 @@ class Command(BaseCommand):
             )
             stored = execution.finish(result, worker=self.name)
         if stored:
-            # The result holds all of it now: the live view's rows go.
-            OutputChunk.objects.filter(execution_id=execution.pk).delete()
+            # The result holds all of it now: the live view's rows go (a run that printed
+            # too little, too fast, to be flushed wrote none: most runs, spared a write).
+            if live is None or live.seq or execution.attempts > 1:
+                OutputChunk.objects.filter(execution_id=execution.pk).delete()
             self.record(execution, result)
         else:
             log.warning("result for %s dropped: no longer ours", execution.execution_id)
