@@ -628,7 +628,8 @@ EVENTS_DESCRIPTION = """Server-sent events (text/event-stream) for one execution
 
 - `output`: `{"stream": "stdout" | "stderr", "text": "...", "seq": N}` as it is printed (in
   order; its `id:` is `seq`);
-- `status`: `{"status": "queued" | "running" | ...}` when it changes;
+- `status`: `{"status": "queued" | "running" | ..., "awaiting_input": false}` when either
+  changes (`awaiting_input`: an interactive run's script waits for input now);
 - `end`: the full result (as GET /api/v1/result/{id}), then the stream closes.
 
 Resumable: send `Last-Event-ID: N` (or `?last_event_id=N`) to get only output after N; a run
@@ -715,7 +716,8 @@ async def event_stream(
 
 
 async def _events(request: HttpRequest, execution: Execution, after: int) -> AsyncIterator[str]:
-    last_status, quiet_since = "", time.monotonic()
+    last_status: tuple[str, bool] | None = None
+    quiet_since = time.monotonic()
     # Listening from before the first look: output or an end announced between two looks
     # wakes the next wait at once.
     with notify.waiters.watching(str(execution.execution_id)) as wake:
@@ -724,9 +726,10 @@ async def _events(request: HttpRequest, execution: Execution, after: int) -> Asy
             if row is None:
                 yield sse("end", {"detail": "This execution was deleted."})
                 return
-            if row.status != last_status and row.status in ACTIVE:
-                last_status = row.status
-                yield sse("status", {"status": row.status})
+            now = (row.status, row.awaiting_input)
+            if now != last_status and row.status in ACTIVE:
+                last_status = now
+                yield sse("status", {"status": row.status, "awaiting_input": row.awaiting_input})
             for chunk in chunks:
                 after = chunk.seq
                 text = chunk.text

@@ -329,6 +329,7 @@ class ExecutionQuerySet(models.QuerySet["Execution"]):
             if ex.attempts < max_attempts:
                 requeued += same.update(
                     status=Execution.Status.QUEUED,
+                    awaiting_input=False,
                     worker="",
                     lease_expires_at=None,
                     started_at=None,
@@ -337,6 +338,7 @@ class ExecutionQuerySet(models.QuerySet["Execution"]):
             else:
                 failed += same.update(
                     status=Execution.Status.FAILED,
+                    awaiting_input=False,
                     error_type=Execution.ErrorType.SYSTEM_ERROR,
                     reason=(
                         f"The worker running this script stopped unexpectedly "
@@ -396,6 +398,12 @@ class Execution(Shareable):
     caller = models.CharField(max_length=100, blank=True, help_text="Fair scheduling's caller.")
     # stdin stays open after `stdin` for input sent while it runs, until its end is sent.
     interactive = models.BooleanField(default=False)
+    # An interactive run's script is blocked reading its input now (the worker says, as it
+    # changes): the page shows its input line only then.
+    awaiting_input = models.BooleanField(
+        default=False,
+        help_text="Running, interactive, and its script waits for input now (POST .../input).",
+    )
 
     script = models.TextField()
     python_version = models.CharField(max_length=10)
@@ -501,7 +509,7 @@ class Execution(Shareable):
         late or duplicate writer can never overwrite a result.
         """
         now = timezone.now()
-        fields.update(finished_at=now, updated_at=now, lease_expires_at=None)
+        fields.update(finished_at=now, updated_at=now, lease_expires_at=None, awaiting_input=False)
         won = candidates.filter(pk=self.pk).update(**fields) == 1
         if won:
             for name, value in fields.items():

@@ -244,6 +244,7 @@ class ExecutionSerializer(ExecutionListSerializer):
                 "output",
                 "errors",
                 "files",
+                "awaiting_input",
             ]
             + ExecutionListSerializer.Meta.fields[4:]
         )

@@ -82,7 +82,10 @@ def test_a_stream_resumes_after_the_last_event_it_saw():
         ("2", {"stream": "stderr", "text": "b", "seq": 2}),
         ("3", {"stream": "stdout", "text": "c", "seq": 3}),
     ]
-    assert got[0][1:] == ("status", {"status": "running"}) and got[-1][1] == "end"
+    assert (
+        got[0][1:] == ("status", {"status": "running", "awaiting_input": False})
+        and got[-1][1] == "end"
+    )
 
 
 @pytest.mark.django_db
@@ -119,7 +122,7 @@ def test_output_arrives_while_it_runs_then_the_end(worker):
     printed = "".join(data["text"] for _, event, data in got if event == "output")
     assert printed == "0\n1\n2\n"
     assert got[-1][1] == "end" and got[-1][2]["output"] == "0\n1\n2\n"
-    assert ("status", {"status": "running"}) in [(e, d) for _, e, d in got]
+    assert ("status", {"status": "running", "awaiting_input": False}) in [(e, d) for _, e, d in got]
 
 
 def post_input(client, execution, **body):
@@ -170,6 +173,43 @@ def test_an_interactive_round_trip_through_the_api(worker):
     assert post_input(client, execution, text="Ada\n").status_code == 202
     got = parse(events(client, execution))
     assert got[-1][2]["output"] == "name? hello Ada\n"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_run_says_when_its_script_waits_for_input(worker):
+    """awaiting_input is true only while the script is blocked reading input nobody has sent
+    yet: not while it computes first, not once it has its line, not after its end."""
+    client = APIClient()
+    script = (
+        "import time\nprint('thinking', flush=True)\ntime.sleep(2)\n"
+        "name = input('name? ')\ntime.sleep(1)\nprint('hello', name)"
+    )
+    r = client.post(EXECUTE, {"script": script, "interactive": True}, format="json")
+    url = f"/api/v1/result/{r.json()['execution_id']}"
+
+    def until(check, what):
+        deadline = time.monotonic() + 20
+        while not check(body := client.get(url).json()):
+            assert time.monotonic() < deadline, what
+            time.sleep(0.05)
+        return body
+
+    thinking = until(lambda b: "thinking" in b["output"], "no output while it ran")
+    assert thinking["awaiting_input"] is False  # sleeping, not reading
+    asked = until(lambda b: b["awaiting_input"], "never said it waits for input")
+    assert asked["output"].endswith("name? ")  # the prompt is there when it asks
+    assert (
+        post_input(
+            client, Execution.objects.get(execution_id=asked["execution_id"]), text="Ada\n"
+        ).status_code
+        == 202
+    )
+    answered = until(lambda b: not b["awaiting_input"], "still waiting after its input")
+    assert answered["status"] == "running"  # it has its line and sleeps on
+    execution = Execution.objects.get(execution_id=asked["execution_id"])
+    got = parse(events(client, execution))
+    assert got[-1][2]["output"] == "thinking\nname? hello Ada\n"
+    assert got[-1][2]["awaiting_input"] is False
 
 
 @pytest.mark.django_db

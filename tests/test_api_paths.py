@@ -221,8 +221,8 @@ def test_event_stream_follows_a_run_to_its_end(alice, monkeypatch):
     parts = collect(api.event_stream(request, run, 0, "waiting:test"))
     assert ": still running\n\n" in parts
     events = events_of(parts)
-    assert events[0] == ("status", {"status": "queued"})
-    assert ("status", {"status": "running"}) in events
+    assert events[0] == ("status", {"status": "queued", "awaiting_input": False})
+    assert ("status", {"status": "running", "awaiting_input": False}) in events
     assert ("output", {"stream": "stdout", "text": "a", "seq": 1}) in events
     assert events[-2] == ("status", {"status": "completed"})
     assert events[-1][0] == "end"

@@ -278,18 +278,31 @@ def test_output_shows_while_the_run_is_still_running(page, site, settings):
 def test_interactive_input_round_trip(page, site, settings):
     settings.LIMITS = {**settings.LIMITS, "wall_time_s": 30, "cpu_time_s": 30}
     page.goto(site + "/")
-    type_script(page, "name = input('Name? ')\nprint(f'Hello, {name}!')\n")
+    type_script(
+        page,
+        "import time\nprint('thinking', flush=True)\ntime.sleep(2)\n"
+        "name = input('Name? ')\nprint(f'Hello, {name}!')\n",
+    )
     page.check("#id_interactive")
     page.click("#run-button")
     page.wait_for_function(
         "() => { const c = document.querySelector('#result [data-stream=console]');"
+        " return c && c.textContent.includes('thinking'); }"
+    )
+    assert page.locator("#id_input_text").is_hidden()  # not asked for input yet
+    page.wait_for_function(
+        "() => { const c = document.querySelector('#result [data-stream=console]');"
         " return c && c.textContent.includes('Name?'); }"
     )
-    page.fill("#id_input_text", "Ada")
+    page.wait_for_selector("#id_input_text", state="visible")  # asked: the line shows
+    page.keyboard.type("Ad")  # focused when it appeared
+    page.wait_for_timeout(800)  # the result polls meanwhile: what is typed stays
+    page.keyboard.type("a")
+    assert page.locator("#id_input_text").input_value() == "Ada"
     page.press("#id_input_text", "Enter")
     wait_for_run(page, "completed")
     out = page.locator('#result [data-stream="stdout"]').inner_text()
-    assert out.strip() == "Name? Hello, Ada!"
+    assert out.strip() == "thinking\nName? Hello, Ada!"
     assert page.locator('#result [data-stream="input"]').inner_text().strip() == "Ada"
     assert page.locator("#id_input_text").count() == 0  # no input line once it ended
 

@@ -428,9 +428,13 @@ class Recorder:
     def __init__(self, inputs=()):
         self.heard: list[tuple[float, str, str]] = []
         self.inputs = list(inputs)  # (after this text was printed, send these bytes)
+        self.waiting: list[bool] = []  # what it was told of the script's waiting for input
 
     def output(self, stream, text):
         self.heard.append((time.monotonic(), stream, text))
+
+    def waiting_for_input(self, waiting):
+        self.waiting.append(waiting)
 
     def poll(self):
         printed = "".join(text for _, _, text in self.heard)
@@ -493,14 +497,38 @@ def test_interactive_input_reaches_the_script_while_it_runs(backend, py312):
 
 
 def test_a_script_waiting_for_input_nobody_sends_says_so(backend, py312):
+    waits = Recorder()
     result = run_with(
-        backend, py312, "print('ready', flush=True)\ninput()", Recorder(), interactive=True,
+        backend, py312, "print('ready', flush=True)\ninput()", waits, interactive=True,
         wall_time_s=1,
     )  # fmt: skip
     assert (result.status, result.error_type) == ("timeout", "timeout")
     assert "waiting for input" in result.reason, result.reason
-    busy = run_with(backend, py312, "while True: pass", Recorder(), interactive=True, wall_time_s=1)
+    if backend.hierarchy is not None:  # its processes are known: it was told as it waited
+        assert waits.waiting == [True]
+    busy_events = Recorder()
+    busy = run_with(
+        backend, py312, "while True: pass", busy_events, interactive=True, wall_time_s=1
+    )
     assert "waiting for input" not in busy.reason and busy.status == "timeout"
+    if backend.hierarchy is not None:
+        assert busy_events.waiting == []  # busy, never reading
+
+
+def test_waiting_for_input_is_told_as_it_starts_and_stops(backend, py312):
+    if backend.hierarchy is None:
+        pytest.skip("without cgroups the run's processes are not listed: the line stays open")
+    class Answerer(Recorder):
+        def poll(self):  # answers once told that the script waits, as a person would
+            return b"Ada\n" if self.waiting == [True] else None
+
+    events = Answerer()
+    result = run_with(
+        backend, py312, "import time\ntime.sleep(0.5)\nname = input('? ')\ntime.sleep(0.5)\nprint(name)",
+        events, interactive=True, wall_time_s=10,
+    )  # fmt: skip
+    assert (result.status, result.output) == ("completed", "? Ada\n")
+    assert events.waiting == [True, False]
 
 
 @pytest.mark.slow

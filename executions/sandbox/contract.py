@@ -60,6 +60,10 @@ class Events(Protocol):
         """Called about every 0.1 s while the run goes: input to send the script now (b""
         ends its input), or None for nothing new. Also the moment to pass output on."""
 
+    def waiting_for_input(self, waiting: bool) -> None:
+        """An interactive run's script began (True) or stopped (False) waiting for input:
+        blocked reading its stdin with nothing sent left to read. Told as it changes."""
+
 
 class NoEvents:
     """Nobody is watching: output is only in the result, no input comes."""
@@ -69,6 +73,9 @@ class NoEvents:
 
     def poll(self) -> bytes | None:
         return None
+
+    def waiting_for_input(self, waiting: bool) -> None:
+        pass
 
 
 @dataclass

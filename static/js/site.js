@@ -20,6 +20,19 @@
     }
   });
 
+  // A running script's input line shows while the script waits for input: the polled part
+  // says so (data-awaiting-input); the line itself is not re-rendered, so what is typed stays.
+  document.addEventListener("htmx:afterSwap", function () {
+    var live = document.getElementById("live");
+    var form = document.getElementById("input");
+    if (!live || !form) return;
+    var waiting = live.dataset.awaitingInput === "true";
+    if (form.hidden !== waiting) return;
+    form.hidden = !waiting;
+    var field = form.querySelector('input[name="text"]');
+    if (waiting && field) field.focus();
+  });
+
   document.addEventListener("htmx:afterSwap", function (event) {
     // On a narrow screen the result is below the editor: Run brings it into view.
     var config = event.detail.requestConfig;

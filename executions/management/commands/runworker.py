@@ -73,6 +73,16 @@ class LiveRun:
         with self.lock:
             return self.inputs.popleft() if self.inputs else None
 
+    def waiting_for_input(self, waiting: bool) -> None:
+        """Said on the row, for the page's input line; what it printed before it asked (a
+        prompt) is flushed first, so the line never shows before its prompt."""
+        if self.pending:
+            self.flush()
+        try:
+            Execution.objects.running().filter(pk=self.execution.pk).update(awaiting_input=waiting)
+        except DatabaseError:
+            log.warning("run %s: input state not said", self.execution.execution_id, exc_info=True)
+
     def give(self, data: bytes) -> None:
         with self.lock:
             self.inputs.append(data)

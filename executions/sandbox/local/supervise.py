@@ -404,6 +404,7 @@ def supervise(
         drain_until = None
         next_tick, used_ms = 0.0, 0  # the CPU and input are looked at once a tick, not each read
         reads = 0  # reads of its output this tick
+        told_reading = False  # what events was last told of its waiting for input
         while open_pipes or not exited:
             now = time.monotonic()
             if drain_until is not None:
@@ -457,6 +458,12 @@ def supervise(
                 sent = events.poll() if ticked else None
                 if sent is not None:
                     stdin.add(sent)
+                if ticked and spec.interactive and script_started is not None:
+                    # Without cgroups its processes are not listed: the line stays open.
+                    reading = stdin.waiting and (group is None or _reading_stdin(group.pids()))
+                    if reading != told_reading:
+                        told_reading = reading
+                        events.waiting_for_input(reading)
                 if reads >= READS_PER_TICK:
                     # Output in many small writes: let it gather in the pipe a moment.
                     time.sleep(min(GATHER_S, max(wait, 0)))
