@@ -523,10 +523,8 @@ def test_waiting_for_input_is_told_as_it_starts_and_stops(backend, py312):
             return b"Ada\n" if self.waiting == [True] else None
 
     events = Answerer()
-    result = run_with(
-        backend, py312, "import time\ntime.sleep(0.5)\nname = input('? ')\ntime.sleep(0.5)\nprint(name)",
-        events, interactive=True, wall_time_s=10,
-    )  # fmt: skip
+    script = "import time\ntime.sleep(0.5)\nname = input('? ')\ntime.sleep(0.5)\nprint(name)"
+    result = run_with(backend, py312, script, events, interactive=True, wall_time_s=10)
     assert (result.status, result.output) == ("completed", "? Ada\n")
     assert events.waiting == [True, False]
 
