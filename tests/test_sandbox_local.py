@@ -518,6 +518,7 @@ def test_a_script_waiting_for_input_nobody_sends_says_so(backend, py312):
 def test_waiting_for_input_is_told_as_it_starts_and_stops(backend, py312):
     if backend.hierarchy is None:
         pytest.skip("without cgroups the run's processes are not listed: the line stays open")
+
     class Answerer(Recorder):
         def poll(self):  # answers once told that the script waits, as a person would
             return b"Ada\n" if self.waiting == [True] else None
