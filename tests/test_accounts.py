@@ -98,3 +98,23 @@ def test_password_attempts_are_rate_limited_per_address(client, settings, alice)
     assert int(response["Retry-After"]) >= 1
     assert "Too many sign-in attempts" in response.content.decode()
     assert "_auth_user_id" not in client.session
+
+
+@pytest.mark.django_db
+def test_a_new_session_is_one_insert_and_a_taken_key_is_drawn_again(monkeypatch):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from integr8s import sessions
+
+    store = sessions.SessionStore()
+    store["x"] = 1
+    with CaptureQueriesContext(connection) as queries:
+        store.save()
+    statements = [q["sql"].split()[0] for q in queries if "SAVEPOINT" not in q["sql"]]
+    assert statements == ["INSERT"]  # no "is it taken?" first
+    keys = iter([store.session_key, "b" * 32])
+    monkeypatch.setattr(sessions, "get_random_string", lambda *a: next(keys))
+    other = sessions.SessionStore()
+    other.create()
+    assert other.session_key == "b" * 32

@@ -235,6 +235,8 @@ class Command(BaseCommand):
         claimed = 0
         self.host_full = False
         while len(self.in_flight) < self.concurrency:
+            if Execution.objects.next_fair() is None:
+                break  # nothing queued (most wake-ups): no host slot taken and given back
             room = self.backend.reserve()
             if room is None:
                 # The host is full: the run stays queued for whoever has room first (with
