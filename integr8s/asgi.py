@@ -101,18 +101,27 @@ def headers_of(response: HttpResponseBase) -> list[tuple[bytes, bytes]]:
     return out
 
 
-def body_messages(response: HttpResponseBase, chunk_size: int) -> Iterator[dict]:
-    """The response's body as ASGI messages: a streaming one as it is read, in the thread."""
+def body_messages(response: HttpResponseBase, chunk_size: int) -> Iterator[list[dict]]:
+    """The response's body as ASGI messages, a list for each part of it (a streaming one as
+    it is read, in the thread): a part goes to the loop in one hop, however many messages."""
     # HttpResponseBase has neither: an HttpResponse has content, a streaming one iterates.
     parts: Iterable[bytes] = response if response.streaming else [response.content]  # type: ignore[attr-defined]
     for part in parts:
-        for start in range(0, len(part), chunk_size):
-            yield {
+        yield [
+            {
                 "type": "http.response.body",
                 "body": part[start : start + chunk_size],
                 "more_body": True,
             }
-    yield {"type": "http.response.body", "body": b"", "more_body": False}
+            for start in range(0, len(part), chunk_size)
+        ]
+    yield [{"type": "http.response.body", "body": b"", "more_body": False}]
+
+
+# A file (a static asset, a run's output file) is read in blocks this big: a 460 KiB script
+# bundle went to the loop in eight hops of 64 KiB, each waiting its turn on a busy loop (p50
+# 130 ms, p95 750 ms for static assets with 100 users).
+FILE_BLOCK = 1 << 20
 
 
 class Handler(ASGIHandler):
@@ -204,7 +213,7 @@ class Handler(ASGIHandler):
             # do not declare it.
             response._handler_class = self.__class__  # type: ignore[attr-defined]
             if isinstance(response, FileResponse):
-                response.block_size = self.chunk_size
+                response.block_size = FILE_BLOCK
         assert response is not None
         try:
             waiting: Waiting | None = getattr(response, "integr8s_wait", None)
@@ -212,13 +221,13 @@ class Handler(ASGIHandler):
                 return response, waiting
             start = {"type": "http.response.start", "status": response.status_code}
             start["headers"] = headers_of(response)
-            messages = body_messages(response, self.chunk_size)
-            if response.streaming:
-                deliver([start])
-                for message in messages:
-                    deliver([message])
-            else:
-                deliver([start, *messages])
+            parts = body_messages(response, self.chunk_size)
+            if not response.streaming:
+                deliver([start, *(message for part in parts for message in part)])
+            else:  # the start with its first part, then each part as it is read
+                deliver([start, *next(parts)])
+                for messages in parts:
+                    deliver(messages)
         except OSError:  # the client went away meanwhile
             pass
         finally:

@@ -109,6 +109,23 @@ def test_a_streaming_response_arrives_whole():
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_big_static_file_goes_to_the_loop_in_few_hops(monkeypatch):
+    """Each hop from the pool to the loop waits its turn on a busy loop: a 460 KiB bundle
+    took eight (64 KiB each), p50 130 ms under load; now the start with the file, then the
+    end."""
+    hops = []
+    real = asgi.asyncio.run_coroutine_threadsafe
+    monkeypatch.setattr(
+        asgi.asyncio, "run_coroutine_threadsafe", lambda *a: hops.append(1) or real(*a)
+    )
+    bundle = STATIC / "vendor" / "codemirror" / "codemirror.bundle.js"
+    assert bundle.stat().st_size > 4 * 65536
+    code, _, body = call("GET", "/static/vendor/codemirror/codemirror.bundle.js")
+    assert code == 200 and body == bundle.read_bytes()
+    assert len(hops) == 2
+
+
+@pytest.mark.django_db(transaction=True)
 def test_a_view_that_waits_is_served_by_djangos_handler(monkeypatch):
     served = []
     handle = asgi.ASGIHandler.handle
