@@ -35,8 +35,10 @@ TICK_S = 0.1  # how often the CPU used is looked at: the most a run can overrun 
 START_TIMEOUT_S = 10.0  # from launch to the script's start; beyond it the platform has failed
 # A busy host can keep a run from a core it was due (the web server and the database come
 # first: cgroup.RUNS_CPU_SHARES). That waiting is the platform's, not the script's: its wall
-# clock is stretched by it, up to this many times the wall limit more.
-MAX_STRETCH = 2.0
+# clock is stretched by it, up to this many times the wall limit more. At 2, one run in a
+# hundred needing 0.9 s of CPU still timed out with 200 simulated users on two cores (Locust
+# on the same machine): it got less than that in 15 s.
+MAX_STRETCH = 4.0
 
 
 class CpuWait:
