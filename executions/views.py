@@ -5,6 +5,7 @@ Each page is one template; the fragments HTMX swaps are {% partialdef %}s in it,
 """
 
 import uuid
+from functools import cache
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -254,16 +255,24 @@ def live_console(execution: Execution) -> list[tuple[str, str]] | None:
 
 
 def result_context(request: HttpRequest, execution: Execution, **extra: Any) -> dict[str, Any]:
+    """What the result's parts are rendered with. Who may control or share the run, and
+    whether its input is open, are each a query asked only by the template that shows them
+    (once): the live part, which a running run's page polls a few times a second, needs none
+    of them."""
     context = {
         "execution": execution,
-        "can_control": can_control(request, execution),
-        "owns": Execution.objects.owned_by(request).filter(pk=execution.pk).exists(),
+        "can_control": cache(lambda: can_control(request, execution)),
+        "owns": cache(lambda: Execution.objects.owned_by(request).filter(pk=execution.pk).exists()),
         "console": live_console(execution),
         "result_url": execution.get_absolute_url(),
         "sent_input": execution.inputs.filter(eof=False) if execution.interactive else (),
-        "input_open": execution.interactive
-        and not execution.is_terminal
-        and not execution.inputs.filter(eof=True).exists(),
+        "input_open": cache(
+            lambda: (
+                execution.interactive
+                and not execution.is_terminal
+                and not execution.inputs.filter(eof=True).exists()
+            )
+        ),
         "share_form": ShareForm(),
         **extra,
     }

@@ -55,6 +55,23 @@ def test_a_running_run_shows_its_output_in_the_order_printed(client):
     assert f'hx-get="{run.get_absolute_url()}"' in html
 
 
+def test_a_live_poll_asks_only_what_the_live_part_shows(client):
+    """A running run's page polls its live part a few times a second: who may control or
+    share it, and whether its input is open, are the full panel's questions (a query each)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    run = own_run(client)
+    with CaptureQueriesContext(connection) as poll:
+        assert client.get(run.get_absolute_url(), **LIVE).status_code == 200
+    with CaptureQueriesContext(connection) as page:
+        html = client.get(run.get_absolute_url()).content.decode()
+    assert 'id="id_input_text"' in html and "Cancel" in html  # the full panel still asks
+    asked = ['SELECT 1 AS "a"' in q["sql"] for q in poll.captured_queries]
+    assert not any(asked), [q["sql"] for q in poll.captured_queries]
+    assert len(poll.captured_queries) < len(page.captured_queries)
+
+
 def test_the_live_poll_gets_the_whole_panel_once_the_run_ended(client):
     run = own_run(client, status="completed", exit_code=0, output="done\n")
     response = client.get(run.get_absolute_url(), **LIVE)
