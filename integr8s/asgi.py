@@ -124,6 +124,12 @@ def body_messages(response: HttpResponseBase, chunk_size: int) -> Iterator[list[
 FILE_BLOCK = 1 << 20
 
 
+async def disconnected(receive: Any) -> None:
+    """Until the client goes away (its request's body has been read already)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
 class Handler(ASGIHandler):
     def __init__(self) -> None:
         super().__init__()
@@ -155,7 +161,7 @@ class Handler(ASGIHandler):
                 send,
             )
         if waiting is not None:
-            await self.answer(*waiting, loop, send)
+            await self.answer(*waiting, loop, receive, send)
 
     def in_pool(self, loop: asyncio.AbstractEventLoop) -> Callable[[Callable[[], Any]], Any]:
         def run(work: Callable[[], Any]) -> Any:
@@ -168,11 +174,22 @@ class Handler(ASGIHandler):
         placeholder: HttpResponseBase,
         waiting: Waiting,
         loop: asyncio.AbstractEventLoop,
+        receive: Any,
         send: Send,
     ) -> None:
         """Wait on the loop for a wait=true run, then send its answer with the headers the
-        middleware chain gave the placeholder."""
-        response = await waiting.answer(self.in_pool(loop))
+        middleware chain gave the placeholder. A client that goes away meanwhile ends the
+        wait (and gives its caller's wait slot back), as Django's own handler would."""
+        wait = asyncio.ensure_future(waiting.answer(self.in_pool(loop)))
+        gone = asyncio.ensure_future(disconnected(receive))
+        await asyncio.wait({wait, gone}, return_when=asyncio.FIRST_COMPLETED)
+        gone.cancel()
+        if not wait.done():
+            wait.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await wait
+            return
+        response = wait.result()
         own = {name.lower() for name in response.headers} | {"content-length", "location"}
         headers = [
             (name, value)

@@ -187,6 +187,52 @@ def test_a_wait_holds_no_thread_and_answers_with_the_middlewares_headers():
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_client_that_goes_away_ends_its_wait_and_gives_its_slot_back(monkeypatch):
+    """No worker here: the run stays queued. The client leaves half a second in; the wait
+    ends then (not at the run's end, seconds later), answers nothing, and its caller's wait
+    slot goes back."""
+    from executions import api
+
+    given = []
+    give = api.give_wait_slot
+    monkeypatch.setattr(api, "give_wait_slot", lambda key: given.append(key) or give(key))
+    messages = []
+    body = [{"type": "http.request", "body": b'{"script": "pass"}', "more_body": False}]
+
+    async def receive():
+        if body:
+            return body.pop()
+        await asyncio.sleep(0.5)
+        return {"type": "http.disconnect"}
+
+    async def send(message):
+        messages.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/api/v1/execute",
+        "raw_path": b"/api/v1/execute",
+        "query_string": b"wait=true",
+        "root_path": "",
+        "headers": [
+            (b"host", b"localhost"),
+            (b"content-type", b"application/json"),
+            (b"content-length", b"18"),
+        ],
+        "client": ("127.0.0.1", 40000),
+        "server": ("localhost", 80),
+    }
+    started = time.monotonic()
+    asyncio.run(asgi.application(scope, receive, send))
+    assert time.monotonic() - started < 3  # the wait is the run's wall time and more
+    assert messages == [] and len(given) == 1
+
+
+@pytest.mark.django_db(transaction=True)
 def test_a_body_bigger_than_any_view_takes_is_refused_before_it_is_read(settings):
     read = []
 
