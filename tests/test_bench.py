@@ -87,6 +87,7 @@ def test_bench_writes_the_report_with_every_figure_beside_its_baseline(tmp_path)
     assert "SQLite" in report and "PostgreSQL" in report
     assert "±50 %" in report and "nproc" in report
     assert "PASS" in report or "not met" in report
+    assert "CPU a run" in text and "What the sandbox alone allows" in report
     assert "podman" in report  # measured, or skipped with a reason
     for name in ("ratios", "latency", "throughput", "reads", "memory"):
         assert (tmp_path / "performance" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"

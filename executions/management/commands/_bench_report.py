@@ -383,9 +383,23 @@ def throughput_section(report: Report, plots: dict[str, str]) -> list[str]:
             lv = s.levels[i]
             cells += f" {lv.rate:.1f} | {lv.ceiling:.1f} | {lv.share:.0%} |"
         rows.append(f"| {level.clients} |{cells}")
+    bound = []
+    if report.sandbox is not None and report.sandbox.cpu_s:
+        cpu = report.sandbox.cpu_s
+        bound = [
+            f"What the sandbox alone allows: a `pass` run costs the host "
+            f"{cpu['sandbox'] * 1000:.1f} ms of CPU through the sandbox (warm: the next spare's "
+            f"start counts) against {cpu['bare'] * 1000:.1f} ms bare (all cores and the "
+            "kernel's work, from /proc/stat, same run). With every core busy with runs and "
+            "nothing else (no web server, database or worker), a sandbox per run reaches at "
+            f"most **{report.sandbox.throughput_bound:.0%}** of two bare interpreters' "
+            "throughput.",
+            "",
+        ]
     return [
         "## Throughput",
         "",
+        *bound,
         head,
         "|---|" + "---|---|---|" * len(report.services),
         *rows,
