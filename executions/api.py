@@ -7,6 +7,7 @@ holds its UUID, and is cancelled, listed and replayed (Idempotency-Key) by the b
 that made it (its session cookie).
 """
 
+import asyncio
 import base64
 import contextvars
 import hashlib
@@ -479,9 +480,12 @@ def execute(request: Request) -> HttpResponseBase:
     waiting = Waiting(execution, earlier is not None, slot, request._request)
     if not WAITS_ON_LOOP.get():
         return async_to_sync(waiting.answer)()
-    # The server waits on its loop, then answers with Waiting.answer's response.
+    # The server waits on its loop, then answers with Waiting.answer's response. The request
+    # keeps the note too: should a middleware answer in this response's place, the server
+    # still gives the wait slot back.
     response = accepted(execution, request)
     response.integr8s_wait = waiting  # type: ignore[attr-defined]  # a note for integr8s.asgi
+    request._request.integr8s_wait = waiting  # type: ignore[attr-defined]  # the same
     return response
 
 
@@ -520,7 +524,9 @@ class Waiting(NamedTuple):
             give_wait_slot(self.slot)
             return finished(self.request, execution, self.replayed)
 
-        return await in_thread(given_back(answer))
+        # Shielded: a client that goes away while this waits for a thread (a busy pool)
+        # cancels the wait, and the answer must still run to give the slot back.
+        return await asyncio.shield(in_thread(given_back(answer)))
 
 
 def finished(request: HttpRequest, execution: Execution, replayed: bool) -> JsonResponse:

@@ -44,7 +44,7 @@ from django.core.handlers.base import BaseHandler  # noqa: E402
 from django.http import FileResponse, HttpResponseBase, JsonResponse  # noqa: E402
 from django.urls import Resolver404, get_resolver, set_script_prefix  # noqa: E402
 
-from executions.api import WAITS_ON_LOOP, Waiting  # noqa: E402
+from executions.api import WAITS_ON_LOOP, Waiting, give_wait_slot  # noqa: E402
 from executions.limits import body_too_big  # noqa: E402
 
 Send = Callable[[Mapping[str, Any]], Awaitable[None]]
@@ -236,6 +236,8 @@ class Handler(ASGIHandler):
             waiting: Waiting | None = getattr(response, "integr8s_wait", None)
             if waiting is not None:
                 return response, waiting
+            if (lost := getattr(request, "integr8s_wait", None)) is not None:
+                give_wait_slot(lost.slot)  # a middleware answered in the placeholder's place
             start = {"type": "http.response.start", "status": response.status_code}
             start["headers"] = headers_of(response)
             parts = body_messages(response, self.chunk_size)

@@ -2,6 +2,7 @@
 fixed pool, as under WSGI; views that wait on the event loop through Django's handler."""
 
 import asyncio
+import contextlib
 import json
 import threading
 import time
@@ -13,6 +14,26 @@ import pytest
 from integr8s import asgi
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
+
+
+def scope_of(method: str, path: str, body: bytes, headers=(), query: bytes = b"", length=None):
+    """An HTTP request's ASGI scope, as uvicorn gives it. length: the Content-Length sent (the
+    body's own by default; False sends none)."""
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": query,
+        "root_path": "",
+        "headers": [(b"host", b"localhost"), *headers]
+        + ([] if length is False else [(b"content-length", b"%d" % (length or len(body)))]),
+        "client": ("127.0.0.1", 40000),
+        "server": ("localhost", 80),
+    }
 
 
 def call(
@@ -37,21 +58,7 @@ def call(
     async def send(message):
         messages.append(message)
 
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": query,
-        "root_path": "",
-        "headers": [(b"host", b"localhost"), *headers]
-        + ([] if length is False else [(b"content-length", b"%d" % (length or len(body)))]),
-        "client": ("127.0.0.1", 40000),
-        "server": ("localhost", 80),
-    }
+    scope = scope_of(method, path, body, headers, query, length)
     asyncio.run((app or asgi.application)(scope, receive, send))
     start, *bodies = messages
     assert start["type"] == "http.response.start"
@@ -197,7 +204,8 @@ def test_a_client_that_goes_away_ends_its_wait_and_gives_its_slot_back(monkeypat
     give = api.give_wait_slot
     monkeypatch.setattr(api, "give_wait_slot", lambda key: given.append(key) or give(key))
     messages = []
-    body = [{"type": "http.request", "body": b'{"script": "pass"}', "more_body": False}]
+    script = b'{"script": "pass"}'
+    body = [{"type": "http.request", "body": script, "more_body": False}]
 
     async def receive():
         if body:
@@ -208,28 +216,43 @@ def test_a_client_that_goes_away_ends_its_wait_and_gives_its_slot_back(monkeypat
     async def send(message):
         messages.append(message)
 
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/api/v1/execute",
-        "raw_path": b"/api/v1/execute",
-        "query_string": b"wait=true",
-        "root_path": "",
-        "headers": [
-            (b"host", b"localhost"),
-            (b"content-type", b"application/json"),
-            (b"content-length", b"18"),
-        ],
-        "client": ("127.0.0.1", 40000),
-        "server": ("localhost", 80),
-    }
+    json_body = [(b"content-type", b"application/json")]
+    scope = scope_of("POST", "/api/v1/execute", script, json_body, query=b"wait=true")
     started = time.monotonic()
     asyncio.run(asgi.application(scope, receive, send))
     assert time.monotonic() - started < 3  # the wait is the run's wall time and more
     assert messages == [] and len(given) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_wait_whose_answer_a_middleware_replaced_gives_its_slot_back(monkeypatch):
+    """A middleware may answer in the 202's place on its way out (Django's session middleware
+    does, when the session was deleted meanwhile): there is nothing to wait for then, and the
+    caller's wait slot must not stay taken until it expires."""
+    from django.http import HttpResponse
+
+    from executions import api
+
+    given = []
+    give = asgi.give_wait_slot
+    monkeypatch.setattr(asgi, "give_wait_slot", lambda key: given.append(key) or give(key))
+    chain = asgi.application.threaded._middleware_chain
+
+    def replaced(request):
+        chain(request)
+        return HttpResponse("session gone", status=400)
+
+    monkeypatch.setattr(asgi.application.threaded, "_middleware_chain", replaced)
+    code, _, body = call(
+        "POST",
+        "/api/v1/execute",
+        body=b'{"script": "pass"}',
+        headers=[(b"content-type", b"application/json")],
+        query=b"wait=true",
+    )
+    assert (code, body) == (400, b"session gone")
+    assert len(given) == 1
+    assert api.cache.get(given[0]) == 0  # the slot is back
 
 
 @pytest.mark.django_db(transaction=True)
@@ -269,3 +292,44 @@ def test_only_short_paths_are_cached():
     asgi.waits("/healthz")
     asgi.waits("/" + "x" * 100_000)
     assert asgi._waits.cache_info().currsize == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_client_that_goes_away_as_its_answer_waits_for_a_thread_gives_its_slot_back():
+    """The run has ended and its answer waits for a thread of a busy pool when the client
+    goes away: the wait is cancelled then, and its caller's wait slot still goes back."""
+    from django.core.cache import cache
+    from django.test import RequestFactory
+
+    from executions import api
+    from executions.models import Execution
+
+    from .conftest import run_of
+
+    run = run_of(status=Execution.Status.COMPLETED, limits={"wall_time_s": 5})
+    cache.set("waiting:test", 1)
+    waiting = api.Waiting(run, False, "waiting:test", RequestFactory().post("/api/v1/execute"))
+    pool = ThreadPoolExecutor(1, thread_name_prefix="web")
+    busy = threading.Event()
+    asked: list = []
+
+    async def main():
+        loop = asyncio.get_running_loop()
+
+        def in_thread(work):
+            asked.append(work)
+            if len(asked) == 2:  # the answer: another request holds the pool's thread
+                pool.submit(busy.wait, 10)
+            return loop.run_in_executor(pool, work)
+
+        answer = asyncio.ensure_future(waiting.answer(in_thread))
+        while len(asked) < 2:
+            await asyncio.sleep(0.01)
+        answer.cancel()  # the client went away
+        with contextlib.suppress(asyncio.CancelledError):
+            await answer
+
+    asyncio.run(main())
+    busy.set()
+    pool.shutdown(wait=True)
+    assert cache.get("waiting:test") == 0

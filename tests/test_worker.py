@@ -496,3 +496,18 @@ def test_the_worker_tidies_once_an_interval(monkeypatch):
     command.maybe_tidy()
     command.maybe_tidy()
     assert calls == [1] and command.next_tidy > time.monotonic() + runworker.TIDY_S - 60
+
+
+@pytest.mark.django_db
+def test_a_run_no_longer_ours_is_not_said_to_wait_for_input():
+    """Its lease ran out and another worker claimed it again: what the first worker's
+    sandbox says of its script's input is not written on the second's run."""
+    from executions.management.commands.runworker import LiveRun
+
+    Execution.objects.create(script="input()", python_version="3.12", interactive=True)
+    [first] = Execution.objects.claim("a", 10)
+    Execution.objects.filter(pk=first.pk).update(status=Execution.Status.QUEUED, worker="")
+    [again] = Execution.objects.claim("b", 10)
+    LiveRun(first).waiting_for_input(True)
+    again.refresh_from_db()
+    assert again.awaiting_input is False

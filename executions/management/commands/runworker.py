@@ -78,8 +78,13 @@ class LiveRun:
         prompt) is flushed first, so the line never shows before its prompt."""
         if self.pending:
             self.flush()
+        # Only while the run is still this claim's (as finish()): once its lease ran out and
+        # it was claimed again, this sandbox's script is not the one the row shows.
+        ours = Execution.objects.running().filter(
+            pk=self.execution.pk, worker=self.execution.worker, attempts=self.execution.attempts
+        )
         try:
-            Execution.objects.running().filter(pk=self.execution.pk).update(awaiting_input=waiting)
+            ours.update(awaiting_input=waiting)
         except DatabaseError:
             log.warning("run %s: input state not said", self.execution.execution_id, exc_info=True)
 
