@@ -551,3 +551,25 @@ def test_time_spent_waiting_for_a_busy_host_s_cpu_is_not_the_script_s(backend, p
             hog.wait()
     assert (result.status, result.output) == ("completed", "done\n"), result
     assert result.extra["cpu_wait_ms"] > 0, result
+
+
+def test_a_script_that_ends_at_once_keeps_its_files_however_slow_the_supervisor(
+    backend, py312, monkeypatch
+):
+    """The files a run leaves in /tmp/outputs are read through a handle on its /tmp, taken
+    when the sandbox says it has its script. A script that ended in a millisecond took its
+    /tmp with it before a busy worker took that handle (now and then in CI: no files). The
+    script now waits for the supervisor's go; a slow supervisor is simulated here."""
+    # The module (the package exports the function of the same name).
+    supervise = sys.modules["executions.sandbox.local.supervise"]
+    take = supervise._tmp_of
+
+    def slow(*args, **kwargs):
+        time.sleep(0.2)  # a busy worker: the script would have ended meanwhile
+        return take(*args, **kwargs)
+
+    monkeypatch.setattr(supervise, "_tmp_of", slow)
+    script = "open('/tmp/outputs/quick.txt', 'w').write('kept')"
+    result = run(backend, py312, script)
+    assert result.status == "completed", result.errors
+    assert result.files == [("quick.txt", b"kept")]

@@ -227,11 +227,12 @@ def site_covers(prefix: str) -> list[str]:
     return args
 
 
-def python(spec: RunSpec, script_fd: int, start_fd: int) -> list[str]:
+def python(spec: RunSpec, script_fd: int, start_fd: int, go_fd: int) -> list[str]:
     """The command bubblewrap runs: unbuffered, isolated (no environment, no user site),
     without site, so no site-packages and no start-up .pth files (see prelude.py)."""
     exe = spec.runtime.executable
-    return [exe, "-u", "-B", "-I", "-S", "-c", PRELUDE, str(script_fd), str(start_fd)]
+    fds = (str(script_fd), str(start_fd), str(go_fd))
+    return [exe, "-u", "-B", "-I", "-S", "-c", PRELUDE, *fds]
 
 
 def rlimits(spec: RunSpec, cgroup: bool) -> str:

@@ -50,12 +50,14 @@ class Launcher:
         start_r: int,
         lease: Lease | None,
         stage_pid: int | None,
+        go_w: int = -1,
     ):
         self.proc = proc
         self.group = group
         self.recipe = recipe  # (runtime, limits) its sandbox was started for
         self.script_w = script_w  # the pipe its interpreter waits on for the script
         self.start_r = start_r  # the prelude writes one byte here once it has the script
+        self.go_w = go_w  # and then waits for one byte here before it runs it
         self.lease = lease  # its host uid (root workers), held until the launcher is gone
         self.stage_pid = stage_pid  # the stage it entered (root workers)
         self.ready = False  # READY read from stdout: in its cgroup, unprivileged (as root)
@@ -89,6 +91,15 @@ class Launcher:
             os.close(self.script_w)
             self.script_w = -1
 
+    def go(self) -> None:
+        """Let the interpreter, which said it has its script, run it; once only."""
+        if self.go_w < 0:
+            return
+        with contextlib.suppress(OSError):  # the sandbox is gone: the run reports how
+            os.write(self.go_w, b"G")
+        os.close(self.go_w)
+        self.go_w = -1
+
     def finish(self) -> None:
         """Make sure the process is gone and reaped, and its pipes closed."""
         if self.proc.returncode is None:
@@ -103,6 +114,9 @@ class Launcher:
         if self.start_r >= 0:
             os.close(self.start_r)
             self.start_r = -1
+        if self.go_w >= 0:
+            os.close(self.go_w)
+            self.go_w = -1
 
     def discard(self) -> None:
         """Stop it and free what it holds: its cgroup, then (nothing of it left) its uid."""
@@ -166,8 +180,9 @@ def spawn(
     fds: list[int] = []
     script_r, script_w = os.pipe2(os.O_CLOEXEC)
     start_r, start_w = os.pipe2(os.O_CLOEXEC)
+    go_r, go_w = os.pipe2(os.O_CLOEXEC)
     try:
-        fds += [script_r, start_w]
+        fds += [script_r, start_w, go_r]
         inputs = []
         for name, data in spec.files:  # bubblewrap copies each, then closes the descriptor
             inputs.append((name, memfd_with("input", data)))
@@ -181,7 +196,7 @@ def spawn(
             seccomp_fd = memfd_with("seccomp", seccomp)
             fds.append(seccomp_fd)
             argv += ["--seccomp", str(seccomp_fd)]
-        argv += command.python(spec, script_r, start_w)
+        argv += command.python(spec, script_r, start_w, go_r)
         if stage_pid is not None and lease is not None:
             # nsenter --setgid also clears the supplementary groups.
             argv = [
@@ -207,9 +222,10 @@ def spawn(
     except BaseException:
         os.close(script_w)
         os.close(start_r)
+        os.close(go_w)
         raise
     finally:
         for fd in fds:
             os.close(fd)
     recipe = (spec.runtime, spec.limits)
-    return Launcher(proc, group, recipe, script_w, start_r, lease, stage_pid)
+    return Launcher(proc, group, recipe, script_w, start_r, lease, stage_pid, go_w)

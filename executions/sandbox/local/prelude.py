@@ -1,5 +1,5 @@
-# Runs first in every local sandbox, as `python -u -B -I -S -c <this file> SCRIPT_FD START_FD`,
-# in the __main__ module the script then runs in (so it leaves no names behind, and has no
+# Runs first in every local sandbox, as `python -u -B -I -S -c <this file> SCRIPT_FD START_FD
+# GO_FD`, in the __main__ module the script then runs in (so it leaves no names behind, and has no
 # docstring: a script's __doc__ stays None). Python 3.8+, the standard library's builtins only.
 #
 # 1. Supply what -S leaves out of site but scripts use: exit, quit and help (not the
@@ -8,6 +8,8 @@
 # 2. Wait for the script on the pipe SCRIPT_FD: a warm sandbox starts before its script exists.
 # 3. Say "started" on the pipe START_FD and close it, before any of the script runs: the
 #    supervisor learns that the sandbox came up from a channel the script can never write.
+#    Then wait for its "go" on GO_FD: it takes hold of the sandbox's /tmp first (the output
+#    files are collected from it), which a script that ends in a millisecond took with it.
 # 4. Put the runtime's package set (SITE in command.py, bound read-only when one was built)
 #    at the end of sys.path, after the standard library; a script that dies of an import the
 #    set does not have is told, under its traceback, which packages there are.
@@ -80,12 +82,15 @@ try:
     posix.mkdir("/tmp/outputs")  # what the script leaves here is kept with the run
 except OSError:
     pass
-_script_fd, _start_fd = int(sys.argv[1]), int(sys.argv[2])
+_script_fd, _start_fd, _go_fd = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 sys.argv[:] = ["/scripts/script.py"]
 with open(_script_fd, "rb") as _file:
     _source = _file.read()
 posix.write(_start_fd, b"S")
 posix.close(_start_fd)
+if posix.read(_go_fd, 1) != b"G":  # the supervisor went away: nothing of the script runs
+    posix._exit(70)
+posix.close(_go_fd)
 # The file is for tracebacks only: a script too big for /scripts still runs. Then read-only,
 # like everything outside /tmp.
 try:
@@ -97,6 +102,7 @@ except OSError:
 posix.chmod("/scripts", 0o555)
 _code = compile(_source, "/scripts/script.py", "exec", dont_inherit=True)
 __file__ = "/scripts/script.py"
-del builtins, sys, _sitebuiltins, posix, _excepthook, _Plots, _script_fd, _start_fd, _file, _source
+del builtins, sys, _sitebuiltins, posix, _excepthook, _Plots, _script_fd, _start_fd, _go_fd
+del _file, _source
 globals().pop("_copy", None)  # absent when /scripts was full
 exec(globals().pop("_code"))

@@ -490,6 +490,7 @@ def supervise(
                             sandbox = _children(proc.pid)
                             tmp_fd = _tmp_of(sandbox, skip=proc.pid)
                             mounts = _writable_mounts(sandbox)
+                        launcher.go()  # its /tmp is held: the script may run (and end) now
                 elif key.data == "in":
                     stdin.write()
                 else:
