@@ -513,12 +513,11 @@ class Waiting(NamedTuple):
         wait ran out); each look at the database a short piece of work in_thread."""
         try:
             execution = await wait_for(self.execution, in_thread)
-        except exceptions.NotFound as exc:
+        except BaseException as exc:  # deleted meanwhile, or the client went away
             await in_thread(partial(give_wait_slot, self.slot))
+            if not isinstance(exc, exceptions.NotFound):
+                raise
             return JsonResponse({"detail": str(exc.detail)}, status=status.HTTP_404_NOT_FOUND)
-        except BaseException:
-            await in_thread(partial(give_wait_slot, self.slot))
-            raise
 
         def answer() -> JsonResponse:
             give_wait_slot(self.slot)
